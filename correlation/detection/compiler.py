@@ -1,0 +1,301 @@
+"""Sigma detections -> predicates over an :class:`EventView`.
+
+A detection item tests one field (or, without a field, every string of the event) against its values: OR by
+default, AND with ``|all``, negated with ``|neq``. A detection map ANDs its items, a list of maps ORs them.
+Case-insensitive plain strings of one OR item are merged into a single :class:`StringMatcher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sigma.conditions import ConditionAND
+from sigma.rule import SigmaDetection, SigmaDetectionItem
+from sigma.types import (
+    Placeholder,
+    SigmaCasedString,
+    SigmaExpansion,
+    SigmaRegularExpression,
+    SigmaString,
+    SigmaType,
+    SpecialChars,
+)
+
+from correlation.detection.fields import EventView, Values
+from correlation.detection.modifiers import RuleStats, ValuesTest, compile_value, string_test
+from correlation.detection.values import StringMatcher, plain_value
+from siem.errors import RuleError
+
+Predicate = Callable[[EventView], bool]
+
+
+def resolve_placeholders(values: list[SigmaType], placeholders: dict[str, list[str]]) -> list[SigmaType]:
+    """``|expand``: replace ``%name%`` with the configured values (OR); an unknown name rejects the rule."""
+
+    def callback(placeholder: Placeholder) -> Iterator[SigmaString]:
+        try:
+            replacements = placeholders[placeholder.name]
+        except KeyError:
+            raise RuleError(f"unresolved placeholder %{placeholder.name}% (set rules.placeholders)") from None
+        for text in replacements:
+            yield SigmaString(text)
+
+    out: list[SigmaType] = []
+    for value in values:
+        if isinstance(value, (SigmaString, SigmaRegularExpression)) and value.contains_placeholder():
+            out.extend(value.replace_placeholders(callback))
+        else:
+            out.append(value)
+    return out
+
+
+def _flatten(values: list[SigmaType]) -> list[SigmaType]:
+    out: list[SigmaType] = []
+    for value in values:
+        if isinstance(value, SigmaExpansion):
+            out.extend(_flatten(list(value.values)))
+        else:
+            out.append(value)
+    return out
+
+
+def _or_matchers(
+    values: list[SigmaType], stats: RuleStats
+) -> tuple[StringMatcher, StringMatcher, list[ValuesTest]]:
+    """OR-linked values: plain case-insensitive strings share one matcher, cased ones another, the rest compile
+    one by one."""
+    merged = StringMatcher()
+    cased = StringMatcher(cased=True)
+    tests: list[ValuesTest] = []
+    for value in _flatten(values):
+        if isinstance(value, SigmaCasedString):
+            cased.add(value)
+        elif type(value) is SigmaString:
+            merged.add(value)
+        else:
+            tests.append(compile_value(value, stats))
+    return merged, cased, tests
+
+
+def _or_tests(values: list[SigmaType], stats: RuleStats) -> list[ValuesTest]:
+    merged, cased, tests = _or_matchers(values, stats)
+    for matcher in (merged, cased):
+        if not matcher.empty:
+            tests.insert(0, string_test(matcher))
+    return tests
+
+
+def _lowered_item(path: str, matcher: StringMatcher, negated: bool) -> tuple[Predicate, bool]:
+    """An item of case-insensitive strings only, tested on the event's cached lower-cased texts of ``path``.
+
+    Returns (predicate, cheap): exact literals become a set test that is cheaper than caching its result.
+    """
+    if matcher.exact and not (matcher.match_all or matcher.prefixes or matcher.suffixes or matcher.substrings
+                              or matcher.patterns):
+        if len(matcher.exact) == 1:
+            (literal,) = matcher.exact
+            if negated:
+                return (lambda view: literal not in view.lowered(path)), True
+            return (lambda view: literal in view.lowered(path)), True
+        exact = frozenset(matcher.exact)
+        if negated:
+            return (lambda view: exact.isdisjoint(view.lowered(path))), True
+        return (lambda view: not exact.isdisjoint(view.lowered(path))), True
+    test = matcher.build()
+
+    def evaluate(view: EventView) -> bool:
+        for text in view.lowered(path):
+            if test(text):
+                return not negated
+        return negated
+
+    return evaluate, False
+
+
+def _keyword_values(view: EventView) -> Values | None:
+    return view.keyword_values() or None
+
+
+def _item_values(item: SigmaDetectionItem, placeholders: dict[str, list[str]]) -> list[SigmaType]:
+    values = resolve_placeholders(list(item.value), placeholders)
+    if item.field is None:
+        # Field-less values are full-text searches: a plain string matches anywhere inside a string value.
+        values = [_as_keyword(v) for v in values]
+    return values
+
+
+def compile_item(item: SigmaDetectionItem, stats: RuleStats, placeholders: dict[str, list[str]]) -> Predicate:
+    values = _item_values(item, placeholders)
+    field = item.field
+    linking_all = item.value_linking is ConditionAND
+    negated = bool(item.negated)
+    slot = _item_slot(field, linking_all, negated, values)
+    if field is not None and not linking_all:
+        merged, cased, others = _or_matchers(values, stats)
+        if not merged.empty and cased.empty and not others:
+            evaluate, cheap = _lowered_item(field, merged, negated)
+            if cheap:
+                GATES.setdefault(slot, evaluate)
+                return evaluate
+            return _shared(slot, evaluate)
+    if linking_all:
+        tests = [compile_value(v, stats) for v in values]
+    else:
+        tests = _or_tests(values, stats)
+    if not tests:
+        raise RuleError(f"detection item {field or '(keywords)'} has no values")
+    get: Callable[[EventView], Values | None]
+    if field is None:
+        get = _keyword_values
+    else:
+        path = field
+
+        def get(view: EventView) -> Values | None:
+            return view.values(path)
+
+    combine = all if linking_all else any
+    if len(tests) == 1:
+        only = tests[0]
+
+        def evaluate(view: EventView) -> bool:
+            return only(view, get(view)) != negated
+
+    else:
+
+        def evaluate(view: EventView) -> bool:
+            found = get(view)
+            return combine(t(view, found) for t in tests) != negated
+
+    return _shared(slot, evaluate)
+
+
+def _shared(slot: int, evaluate: Predicate) -> Predicate:
+    def shared(view: EventView) -> bool:
+        # Rules often repeat an item (same field, same values): evaluate it once per event.
+        cache = view.items
+        result = cache.get(slot)
+        if result is None:
+            result = cache[slot] = evaluate(view)
+        return result
+
+    GATES.setdefault(slot, shared)
+    return shared
+
+
+# slot -> shared predicate of a detection item; the index uses them as gates for rules without literals.
+GATES: dict[int, Predicate] = {}
+
+
+def required_slots(
+    detection: SigmaDetection | SigmaDetectionItem, placeholders: dict[str, list[str]]
+) -> list[int]:
+    """Slots of detection items that must hold for ``detection`` to hold (AND-linked, positive)."""
+    if isinstance(detection, SigmaDetectionItem):
+        values = _item_values(detection, placeholders)
+        linking_all = detection.value_linking is ConditionAND
+        return [_item_slot(detection.field, linking_all, bool(detection.negated), values)]
+    if len(detection.detection_items) == 1 or detection.item_linking is ConditionAND:
+        return [s for d in detection.detection_items for s in required_slots(d, placeholders)]
+    return []
+
+
+_SLOTS: dict[str, int] = {}
+
+
+def _item_slot(field: str | None, linking_all: bool, negated: bool, values: list[SigmaType]) -> int:
+    described = [(type(v).__name__, repr(v), repr(getattr(v, "timestamp_part", None))) for v in values]
+    key = repr((field, linking_all, negated, described))
+    slot = _SLOTS.get(key)
+    if slot is None:
+        slot = _SLOTS.setdefault(key, len(_SLOTS))
+    return slot
+
+
+def _as_keyword(value: SigmaType) -> SigmaType:
+    if isinstance(value, SigmaString) and not value.contains_placeholder():
+        star = SpecialChars.WILDCARD_MULTI
+        if not value.startswith(star):
+            value = star + value
+        if not value.endswith(star):
+            value = value + star
+    return value
+
+
+def compile_detection(
+    detection: SigmaDetection | SigmaDetectionItem, stats: RuleStats, placeholders: dict[str, list[str]]
+) -> Predicate:
+    if isinstance(detection, SigmaDetectionItem):
+        return compile_item(detection, stats, placeholders)
+    parts = [compile_detection(d, stats, placeholders) for d in detection.detection_items]
+    return combine(parts, detection.item_linking is ConditionAND)
+
+
+_COMBINERS: dict[tuple[int, bool], Callable[..., Predicate]] = {}
+_INLINE_LIMIT = 16  # up to this many parts, one generated ``p0(v) and p1(v) ...`` function
+
+
+def combine(parts: list[Predicate], conjunction: bool) -> Predicate:
+    """AND / OR of predicates as one flat function (short-circuit, no generator per call).
+
+    The function's source is generated from the number of parts only (``p0(v) and p1(v) ...``): no rule text
+    ever goes into generated code.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) > _INLINE_LIMIT:
+        if conjunction:
+            return lambda view: all(p(view) for p in parts)
+        return lambda view: any(p(view) for p in parts)
+    key = (len(parts), conjunction)
+    factory = _COMBINERS.get(key)
+    if factory is None:
+        names = [f"p{i}" for i in range(len(parts))]
+        joiner = " and " if conjunction else " or "
+        source = (
+            f"def make({', '.join(names)}):\n"
+            f"    def predicate(v):\n"
+            f"        return {joiner.join(f'{n}(v)' for n in names)}\n"
+            f"    return predicate\n"
+        )
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<sigma combine {key}>", "exec"), namespace)  # noqa: S102 - generated from counts
+        factory = _COMBINERS.setdefault(key, namespace["make"])
+    return factory(*parts)
+
+
+def required_literals(detection: SigmaDetection | SigmaDetectionItem) -> dict[str, frozenset[str]]:
+    """Field -> lower-cased literals of which one must equal the field for any match of ``detection``.
+
+    Only plain, wildcard-free, non-negated OR-linked strings count; anything else yields no constraint.
+    """
+    if isinstance(detection, SigmaDetectionItem):
+        if detection.field is None or detection.negated or detection.value_linking is ConditionAND:
+            return {}
+        literals: set[str] = set()
+        for value in detection.value:
+            if not isinstance(value, SigmaString) or value.contains_placeholder():
+                return {}
+            text = plain_value(value)
+            if text is None:
+                return {}
+            literals.add(text.lower())
+        return {detection.field: frozenset(literals)} if literals else {}
+    children = [required_literals(d) for d in detection.detection_items]
+    return merge_constraints(children, detection.item_linking is ConditionAND)
+
+
+def merge_constraints(children: list[dict[str, frozenset[str]]], conjunction: bool) -> dict[str, frozenset[str]]:
+    if not children:
+        return {}
+    if conjunction:
+        out: dict[str, frozenset[str]] = {}
+        for child in children:
+            for field, literals in child.items():
+                # Same field twice under AND: keep the first (a list-valued field may hold both literals).
+                out.setdefault(field, literals)
+        return out
+    common = set(children[0])
+    for child in children[1:]:
+        common &= set(child)
+    return {field: frozenset().union(*(c[field] for c in children)) for field in common}

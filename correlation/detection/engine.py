@@ -1,0 +1,143 @@
+"""Match events against a compiled rule set; swap rule sets atomically on reload.
+
+``RuleSet`` is immutable once built: the runtime reads ``holder.current`` once per batch, so a reload never
+exposes a half-built set, and a reload that fails keeps the previous set running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from correlation.detection.fields import EventView
+from correlation.detection.index import RuleIndex
+from correlation.detection.loader import CompiledRule, LoadedRules, RuleProblem, load_rules
+from parsers.base import ParsedEvent
+from siem.config import RulesSettings
+from siem.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rule matching one event, with the values of the fields the rule tests."""
+
+    rule: CompiledRule
+    event: ParsedEvent
+    matched_fields: dict[str, Any]
+
+
+@dataclass
+class RuleSet:
+    rules: list[CompiledRule]
+    correlations: list[Any] = field(default_factory=list)
+    problems: list[RuleProblem] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        by_dataset: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules:
+            for dataset in rule.datasets:
+                by_dataset.setdefault(dataset, []).append(rule)
+        self._indexes = {dataset: RuleIndex(rules) for dataset, rules in by_dataset.items()}
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedRules, fingerprint: str = "") -> RuleSet:
+        return cls(loaded.rules, list(loaded.correlations), list(loaded.problems), fingerprint)
+
+    def rules_for(self, dataset: str) -> list[CompiledRule]:
+        index = self._indexes.get(dataset)
+        return index.rules if index else []
+
+    def match(self, event: ParsedEvent) -> list[Match]:
+        index = self._indexes.get(event.dataset)
+        if index is None:
+            return []
+        view = EventView(event.native, event.ecs)
+        positions = index.positions(view)
+        if not positions:
+            return []
+        rules = index.rules
+        matches: list[Match] = []
+        for position in positions:
+            rule = rules[position]
+            stats = rule.stats
+            stats.evaluations += 1
+            try:
+                hit = rule.predicate(view)
+            except Exception:  # noqa: BLE001 - one rule's bug must not stop detection for the others
+                stats.failures += 1
+                continue
+            if hit:
+                stats.matches += 1
+                matches.append(Match(rule, event, _matched_fields(rule, view)))
+        return matches
+
+
+def _matched_fields(rule: CompiledRule, view: EventView) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in rule.fields:
+        values = view.values(name)
+        if values is not None:
+            out[name] = values[0] if len(values) == 1 else list(values)
+    return out
+
+
+def fingerprint(directories: list[Path]) -> str:
+    """Changes when any rule or pipeline file under ``directories`` is added, removed or modified."""
+    digest = hashlib.sha256()
+    for directory in directories:
+        if not directory.exists():
+            continue
+        for path in sorted(p for p in directory.rglob("*") if p.suffix in (".yml", ".yaml")):
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def build_rule_set(settings: RulesSettings) -> RuleSet:
+    directories = list(settings.directories)
+    stamp = fingerprint(directories)
+    loaded = load_rules(directories, dict(settings.placeholders))
+    return RuleSet.from_loaded(loaded, stamp)
+
+
+class RuleSetHolder:
+    """The live rule set. ``reload`` builds a new one aside and swaps the reference in one assignment."""
+
+    def __init__(self, initial: RuleSet, build: Callable[[], RuleSet]) -> None:
+        self._current = initial
+        self._build = build
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: RulesSettings) -> RuleSetHolder:
+        return cls(build_rule_set(settings), lambda: build_rule_set(settings))
+
+    @property
+    def current(self) -> RuleSet:
+        return self._current
+
+    def reload(self) -> bool:
+        """Load again; on any failure keep the running set and remember why. Returns True if swapped."""
+        with self._lock:
+            try:
+                candidate = self._build()
+            except (PipelineError, OSError, ValueError) as exc:
+                self.last_error = str(exc)
+                return False
+            if not candidate.rules and self._current.rules:
+                self.last_error = "reload produced no usable rules; keeping the running set"
+                return False
+            self._current = candidate
+            self.last_error = None
+            return True
+
+    def reload_if_changed(self, directories: list[Path]) -> bool:
+        if fingerprint(directories) == self._current.fingerprint:
+            return False
+        return self.reload()

@@ -1,0 +1,150 @@
+"""Which rules can match an event: routing by dataset, then by required literal values, on two levels.
+
+Every rule that constrains a field to literals (e.g. ``eventName``) is filed under that field, once per literal;
+when it also constrains a second field (e.g. ``eventSource``), it is filed one level deeper under that field's
+literals too. An event meets only the rules in the buckets its own (lower-cased) values select, plus rules gated
+by a shared detection item that holds, plus the rules that constrain nothing. With a large rule base one
+``eventName`` can carry dozens of rules; the second level keeps just those whose other literal matches as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+from correlation.detection.compiler import GATES, Predicate
+from correlation.detection.fields import EventView
+
+# Fields that separate events best, tried first when a rule constrains several.
+PREFERRED_KEYS = ("eventName", "objectRef.resource", "eventSource", "verb", "cs-method")
+MAX_PAIRS = 64  # a rule with more (first literal, second literal) pairs stays on the first level
+
+Positions = Sequence[int]
+
+
+class Indexable(Protocol):
+    @property
+    def constraints(self) -> dict[str, frozenset[str]]: ...
+
+    @property
+    def gates(self) -> tuple[int, ...]: ...
+
+
+R = TypeVar("R", bound=Indexable)
+
+
+def choose_key(constraints: dict[str, frozenset[str]], popularity: dict[str, int] | None = None) -> str | None:
+    """Preferred fields first, then the field most rules constrain (fewer fields to look up per event)."""
+    if not constraints:
+        return None
+    for key in PREFERRED_KEYS:
+        if key in constraints:
+            return key
+    counts = popularity or {}
+    return min(constraints, key=lambda f: (-counts.get(f, 0), len(constraints[f]), f))
+
+
+class _Node:
+    """Rules filed under one literal of a first-level field: directly, or by a second field's literal."""
+
+    __slots__ = ("direct", "second")
+
+    def __init__(self) -> None:
+        self.direct: list[int] = []
+        self.second: dict[str, dict[str, list[int]]] = {}
+
+
+class RuleIndex(Generic[R]):
+    """Rules of one dataset, bucketed by ``field -> literal [-> field -> literal]``; load order preserved."""
+
+    def __init__(self, rules: Sequence[R]) -> None:
+        self.rules = list(rules)
+        self.unindexed: list[int] = []
+        gated: dict[int, list[int]] = {}
+        popularity: dict[str, int] = {}
+        for rule in self.rules:
+            for name in rule.constraints:
+                popularity[name] = popularity.get(name, 0) + 1
+        tree: dict[str, dict[str, _Node]] = {}
+        for position, rule in enumerate(self.rules):
+            constraints = rule.constraints
+            key = choose_key(constraints, popularity)
+            if key is None:
+                # No literal to file it under: gate it behind a required item, evaluated once per event for
+                # every rule that shares it (e.g. one regular expression shared by many rules).
+                usable = [g for g in rule.gates if g in GATES]
+                if usable:
+                    gated.setdefault(usable[0], []).append(position)
+                else:
+                    self.unindexed.append(position)
+                continue
+            rest = {f: v for f, v in constraints.items() if f != key}
+            second = choose_key(rest, popularity)
+            if second is not None and len(constraints[key]) * len(rest[second]) > MAX_PAIRS:
+                second = None
+            by_value = tree.setdefault(key, {})
+            for literal in sorted(constraints[key]):
+                node = by_value.get(literal)
+                if node is None:
+                    node = by_value[literal] = _Node()
+                if second is None:
+                    node.direct.append(position)
+                    continue
+                by_second = node.second.setdefault(second, {})
+                for other in sorted(rest[second]):
+                    by_second.setdefault(other, []).append(position)
+        # Frozen for probing: literal -> (direct positions, ((second field, literal -> positions), ...)).
+        self.buckets: dict[str, dict[str, tuple[tuple[int, ...], tuple[tuple[str, dict[str, tuple[int, ...]]], ...]]]]
+        self.buckets = {
+            field: {
+                literal: (
+                    tuple(node.direct),
+                    tuple(
+                        (name, {other: tuple(p) for other, p in by_second.items()})
+                        for name, by_second in node.second.items()
+                    ),
+                )
+                for literal, node in by_value.items()
+            }
+            for field, by_value in tree.items()
+        }
+        self._fields = tuple(self.buckets.items())
+        self._unindexed = tuple(self.unindexed)
+        self._gated: tuple[tuple[Predicate, tuple[int, ...]], ...] = tuple(
+            (GATES[slot], tuple(positions)) for slot, positions in gated.items()
+        )
+
+    def positions(self, view: EventView) -> Positions:
+        """Positions (in load order, no duplicates) of the rules that may match the event."""
+        hits: list[Positions] = []
+        if self._unindexed:
+            hits.append(self._unindexed)
+        for gate, gated in self._gated:
+            if gate(view):
+                hits.append(gated)
+        lowered = view.lowered
+        for field, by_value in self._fields:
+            for text in lowered(field):
+                node = by_value.get(text)
+                if node is None:
+                    continue
+                direct, seconds = node
+                if direct:
+                    hits.append(direct)
+                for name, by_second in seconds:
+                    for other in lowered(name):
+                        hit = by_second.get(other)
+                        if hit is not None:
+                            hits.append(hit)
+        if not hits:
+            return ()
+        if len(hits) == 1:
+            return hits[0]
+        merged: set[int] = set()
+        for hit in hits:
+            merged.update(hit)
+        return sorted(merged)
+
+    def candidates(self, view: EventView) -> list[R]:
+        rules = self.rules
+        return [rules[p] for p in self.positions(view)]

@@ -1,0 +1,103 @@
+"""The Elasticsearch side of the incident store (elasticsearch-py 8 client)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from elasticsearch import ConflictError, Elasticsearch, NotFoundError
+
+from correlation.incidents.model import LEVEL_SCORE
+from correlation.incidents.store import IncidentFilter, VersionConflict
+
+MAPPINGS: dict[str, Any] = {
+    "dynamic": True,
+    "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "first_seen": {"type": "date"},
+        "last_seen": {"type": "date"},
+        "created": {"type": "date"},
+        "updated": {"type": "date"},
+        "first_seen_ms": {"type": "long"},
+        "last_seen_ms": {"type": "long"},
+        "severity_score": {"type": "integer"},
+        "risk_score": {"type": "float"},
+        "alert_count": {"type": "long"},
+        "evidence_event_count": {"type": "long"},
+        "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+        "notes": {"properties": {"text": {"type": "text"}}},
+    },
+}
+
+
+def build_query(flt: IncidentFilter) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = []
+    if flt.statuses:
+        clauses.append({"terms": {"status": list(flt.statuses)}})
+    if flt.min_severity:
+        clauses.append({"range": {"severity_score": {"gte": LEVEL_SCORE.get(flt.min_severity, 0)}}})
+    if flt.since_ms is not None:
+        clauses.append({"range": {"last_seen_ms": {"gte": flt.since_ms}}})
+    if flt.key:
+        clauses.append({"term": {"key": flt.key}})
+    if flt.rule:
+        clauses.append({"bool": {"should": [{"term": {"rules.id": flt.rule}}, {"term": {"rules.name": flt.rule}}],
+                                 "minimum_should_match": 1}})
+    if flt.entity:
+        fields = [f"entities.{kind}" for kind in ("users", "roles", "accounts", "ips", "namespaces", "pods")]
+        clauses.append({"multi_match": {"query": flt.entity, "fields": fields, "type": "best_fields"}})
+    return {"bool": {"filter": clauses}} if clauses else {"match_all": {}}
+
+
+class ElasticsearchBackend:
+    def __init__(self, client: Elasticsearch, index: str, refresh: bool = True) -> None:
+        self.client = client
+        self.index = index
+        # "wait_for" makes a new incident visible to the next search: a second process looking for the
+        # open incident of the same key then finds it instead of opening a duplicate.
+        self.refresh: Any = "wait_for" if refresh else False
+
+    def ensure_index(self) -> None:
+        if not self.client.indices.exists(index=self.index):
+            try:
+                self.client.indices.create(index=self.index, mappings=MAPPINGS)
+            except Exception as exc:  # created concurrently by another process
+                if "resource_already_exists_exception" not in str(exc):
+                    raise
+
+    def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
+        try:
+            resp = self.client.get(index=self.index, id=incident_id)
+        except NotFoundError:
+            return None
+        return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
+
+    def create(self, incident_id: str, doc: dict[str, Any]) -> None:
+        try:
+            self.client.index(index=self.index, id=incident_id, document=doc, op_type="create",
+                              refresh=self.refresh)
+        except ConflictError as exc:
+            raise VersionConflict(incident_id) from exc
+
+    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None:
+        try:
+            self.client.index(index=self.index, id=incident_id, document=doc, if_seq_no=seq_no,
+                              if_primary_term=primary_term, refresh=self.refresh)
+        except ConflictError as exc:
+            raise VersionConflict(incident_id) from exc
+
+    def find(self, flt: IncidentFilter) -> list[dict[str, Any]]:
+        try:
+            resp = self.client.search(index=self.index, query=build_query(flt), size=flt.size,
+                                      sort=[{"last_seen_ms": {"order": "desc"}}])
+        except NotFoundError:
+            return []
+        return [dict(hit["_source"]) for hit in resp["hits"]["hits"]]
+
+    def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        resp = self.client.search(index=index_pattern, query={"ids": {"values": list(ids)}}, size=len(ids),
+                                  ignore_unavailable=True, allow_no_indices=True)
+        return [{"_id": hit["_id"], "_index": hit["_index"], **hit["_source"]} for hit in resp["hits"]["hits"]]

@@ -1,0 +1,203 @@
+"""Incidents in Elasticsearch: get + index with ``if_seq_no``/``if_primary_term`` (the local node has no
+painless), retried on version conflict, so the pipeline attaching alerts and a responder changing status
+never overwrite each other.
+
+The store talks to a small :class:`IncidentBackend`; :class:`ElasticsearchBackend` is the real one and
+:class:`MemoryBackend` (same semantics, including conflicts) serves unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from correlation.incidents.builder import Signal, attach, is_attachable, open_incident
+from correlation.incidents.model import ACTIVE, LEVEL_SCORE, Incident, Status
+from siem.config import IncidentSettings
+from siem.errors import IndexingError
+
+
+class VersionConflict(Exception):
+    """The document changed since it was read (or already exists on create)."""
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    statuses: Sequence[str] = ()
+    min_severity: str | None = None
+    since_ms: int | None = None  # last_seen >= since
+    rule: str | None = None  # rule id or name
+    entity: str | None = None  # any entity value
+    key: str | None = None
+    size: int = 50
+
+
+@dataclass(frozen=True)
+class Versioned:
+    incident: Incident
+    seq_no: int
+    primary_term: int
+
+
+class IncidentBackend(Protocol):
+    def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None: ...
+    def create(self, incident_id: str, doc: dict[str, Any]) -> None: ...  # VersionConflict if it exists
+    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None: ...
+    def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...
+    def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
+
+
+Mutation = Callable[[Incident], bool]  # returns False when nothing changed (no write)
+
+
+@dataclass
+class StoreStats:
+    created: int = 0
+    attached: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+
+
+@dataclass
+class IncidentStore:
+    backend: IncidentBackend
+    settings: IncidentSettings
+    clock_ms: Callable[[], int]
+    stats: StoreStats = field(default_factory=StoreStats)
+    # key -> incident id; only this process opens incidents for the keys routed to it, the cache saves a
+    # search (near-real-time) per alert and closes the race between two alerts of one key.
+    _open_by_key: dict[str, str] = field(default_factory=dict)
+
+    def get(self, incident_id: str) -> Versioned | None:
+        found = self.backend.get(incident_id)
+        if found is None:
+            return None
+        doc, seq_no, term = found
+        return Versioned(Incident.from_doc(doc), seq_no, term)
+
+    def update(self, incident_id: str, mutate: Mutation) -> Incident:
+        """Read, mutate, write with optimistic concurrency; retry on conflict."""
+        for _ in range(self.settings.update_retries):
+            current = self.get(incident_id)
+            if current is None:
+                raise IndexingError("incident not found", doc_id=incident_id)
+            if not mutate(current.incident):
+                return current.incident
+            try:
+                self.backend.replace(incident_id, current.incident.to_doc(), current.seq_no, current.primary_term)
+                return current.incident
+            except VersionConflict:
+                self.stats.conflicts += 1
+        raise IndexingError(f"gave up after {self.settings.update_retries} version conflicts", doc_id=incident_id)
+
+    def record(self, signal: Signal) -> Incident:
+        """Attach ``signal`` to the open incident with its key, or open a new one."""
+        target = self._open_by_key.get(signal.key) or self._find_open(signal)
+        if target is not None:
+            attached = self._attach(target, signal)
+            if attached is not None:
+                return attached
+        incident = open_incident(signal, self.settings, self.clock_ms())
+        try:
+            self.backend.create(incident.id, incident.to_doc())
+            self.stats.created += 1
+        except VersionConflict:  # replay: this signal already opened it
+            attached = self._attach(incident.id, signal)
+            if attached is not None:
+                return attached
+        self._open_by_key[signal.key] = incident.id
+        return incident
+
+    def _attach(self, incident_id: str, signal: Signal) -> Incident | None:
+        outcome: dict[str, bool] = {}
+
+        def mutate(incident: Incident) -> bool:
+            if not is_attachable(incident, signal, self.settings) and signal.alert_id not in incident.alert_ids:
+                outcome["refused"] = True
+                return False
+            changed = attach(incident, signal, self.settings, self.clock_ms())
+            outcome["changed"] = changed
+            return changed
+
+        try:
+            incident = self.update(incident_id, mutate)
+        except IndexingError:
+            self._open_by_key.pop(signal.key, None)
+            return None
+        if outcome.get("refused"):
+            self._open_by_key.pop(signal.key, None)
+            return None
+        if outcome.get("changed"):
+            self.stats.attached += 1
+        else:
+            self.stats.duplicates += 1
+        self._open_by_key[signal.key] = incident_id
+        return incident
+
+    def _find_open(self, signal: Signal) -> str | None:
+        window_ms = int(self.settings.attach_window_s * 1000)
+        flt = IncidentFilter(statuses=[s.value for s in ACTIVE], key=signal.key,
+                             since_ms=signal.timestamp_ms - window_ms, size=1)
+        docs = self.backend.find(flt)
+        return str(docs[0]["id"]) if docs else None
+
+    # ---- triage -----------------------------------------------------------------------------------
+
+    def search(self, flt: IncidentFilter) -> list[Incident]:
+        return [Incident.from_doc(doc) for doc in self.backend.find(flt)]
+
+    def timeline(self, incident: Incident, alerts_pattern: str, events_pattern: str) -> list[dict[str, Any]]:
+        """Alerts and evidence events of an incident, oldest first."""
+        docs = [{"kind": "alert", **d} for d in self.backend.fetch(alerts_pattern, incident.alert_ids)]
+        docs += [{"kind": "event", **d} for d in self.backend.fetch(events_pattern, incident.evidence_event_ids)]
+        return sorted(docs, key=lambda d: str(d.get("@timestamp", "")))
+
+
+def matches_filter(doc: dict[str, Any], flt: IncidentFilter) -> bool:
+    """The filter semantics, in Python (MemoryBackend; also documents what the ES query does)."""
+    checks = [
+        not flt.statuses or doc["status"] in flt.statuses,
+        flt.min_severity is None or doc["severity_score"] >= LEVEL_SCORE.get(flt.min_severity, 0),
+        flt.since_ms is None or doc["last_seen_ms"] >= flt.since_ms,
+        flt.key is None or doc["key"] == flt.key,
+        flt.rule is None or any(flt.rule in (r["id"], r["name"]) for r in doc["rules"]),
+        flt.entity is None or any(flt.entity in values for values in doc["entities"].values()),
+    ]
+    return all(checks)
+
+
+class MemoryBackend:
+    """In-process backend with Elasticsearch's versioning rules (for tests and dry runs)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, tuple[dict[str, Any], int]] = {}
+        self.side_docs: dict[str, dict[str, Any]] = {}  # alerts/events by id, for timelines
+        self._seq = 0
+
+    def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
+        found = self.docs.get(incident_id)
+        return (dict(found[0]), found[1], 1) if found else None
+
+    def create(self, incident_id: str, doc: dict[str, Any]) -> None:
+        if incident_id in self.docs:
+            raise VersionConflict(incident_id)
+        self._seq += 1
+        self.docs[incident_id] = (doc, self._seq)
+
+    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None:
+        current = self.docs.get(incident_id)
+        if current is None or current[1] != seq_no or primary_term != 1:
+            raise VersionConflict(incident_id)
+        self._seq += 1
+        self.docs[incident_id] = (doc, self._seq)
+
+    def find(self, flt: IncidentFilter) -> list[dict[str, Any]]:
+        hits = [doc for doc, _ in self.docs.values() if matches_filter(doc, flt)]
+        return sorted(hits, key=lambda d: -int(d["last_seen_ms"]))[: flt.size]
+
+    def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return [self.side_docs[i] for i in ids if i in self.side_docs]
+
+
+__all__ = ["IncidentStore", "MemoryBackend", "Status", "VersionConflict", "matches_filter"]

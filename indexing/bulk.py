@@ -1,0 +1,204 @@
+"""Bulk writer to Elasticsearch that never blocks the consumer loop and never drops a document.
+
+Stages, like elasticsearch-py's helpers: actions are buffered; a flush (by count, bytes or age) sends one bulk
+request; the response is split into per-document outcomes. What happens to each document:
+
+* acknowledged (2xx)                         -> reported ``delivered``
+* retryable (429, 5xx, rejected execution)   -> stays buffered, retried after a capped exponential backoff
+* permanent (mapping/validation 4xx)         -> reported ``rejected`` with the reason (the caller DLQs it)
+
+A request that fails as a whole (connection refused, timeout, 429/5xx) keeps every document buffered and sets
+the backoff; ``blocked`` then tells the runtime to pause its Kafka partitions instead of buffering more.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+
+@dataclass(slots=True)
+class BulkAction:
+    """One document to index. ``token`` is opaque to the sink and handed back with the outcome."""
+
+    index: str
+    doc_id: str
+    source: bytes  # the document, already serialized (orjson)
+    token: Any = None
+    op_type: str = "index"  # "index" overwrites (idempotent with deterministic ids); "create" keeps the first
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.source) + len(self.index) + len(self.doc_id) + 48
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStatus:
+    """Elasticsearch's answer for one bulk item."""
+
+    status: int
+    error_type: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    action: BulkAction
+    status: int
+    error_type: str
+    reason: str
+
+
+@dataclass(slots=True)
+class FlushReport:
+    delivered: list[BulkAction] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    retrying: int = 0
+    request_error: str | None = None
+    latency_s: float | None = None
+
+
+class TransportUnavailable(Exception):
+    """The bulk request as a whole failed in a way worth retrying (connection, timeout, 429, 5xx)."""
+
+
+class BulkTransport(Protocol):
+    def send(self, lines: Sequence[bytes]) -> list[ItemStatus]:
+        """Send NDJSON lines as one bulk request; one status per action, in order."""
+        ...
+
+
+def _is_retryable(item: ItemStatus) -> bool:
+    return item.status == 429 or item.status >= 500 or item.error_type == "es_rejected_execution_exception"
+
+
+class BulkSink:
+    """Buffers actions and flushes them; see the module docstring for outcomes."""
+
+    def __init__(
+        self,
+        transport: BulkTransport,
+        *,
+        max_actions: int,
+        max_bytes: int,
+        flush_interval_s: float,
+        backoff_max_s: float,
+        backoff_base_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._max_actions = max_actions
+        self._max_bytes = max_bytes
+        self._flush_interval_s = flush_interval_s
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._clock = clock
+        self._buffer: list[BulkAction] = []
+        self._buffer_bytes = 0
+        self._oldest_at: float | None = None
+        self._failures = 0  # consecutive failed attempts, drives the backoff
+        self._retry_at = 0.0
+        self.last_success_at: float | None = None
+        self.last_error: str | None = None
+
+    def add(self, action: BulkAction) -> None:
+        if not self._buffer:
+            self._oldest_at = self._clock()
+        self._buffer.append(action)
+        self._buffer_bytes += action.size
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def blocked(self) -> bool:
+        """True while the last attempt failed: the caller should stop fetching new records."""
+        return self._failures > 0
+
+    @property
+    def full(self) -> bool:
+        return len(self._buffer) >= self._max_actions or self._buffer_bytes >= self._max_bytes
+
+    def due(self) -> bool:
+        """Whether a flush should happen now (size/age threshold reached and not backing off)."""
+        if not self._buffer or self._clock() < self._retry_at:
+            return False
+        if self.full or self._failures > 0:
+            return True
+        return self._oldest_at is not None and self._clock() - self._oldest_at >= self._flush_interval_s
+
+    def flush(self, force: bool = False) -> FlushReport:
+        """Send one bulk request with the oldest buffered actions, unless backing off (``force`` ignores age)."""
+        report = FlushReport()
+        if not self._buffer or self._clock() < self._retry_at:
+            report.retrying = len(self._buffer)
+            return report
+        batch = self._take_batch()
+        lines = _ndjson_lines(batch)
+        started = self._clock()
+        try:
+            statuses = self._transport.send(lines)
+        except TransportUnavailable as exc:
+            self._requeue(batch)
+            self._note_failure(str(exc))
+            report.request_error = str(exc)
+            report.retrying = len(self._buffer)
+            return report
+        report.latency_s = self._clock() - started
+        retry: list[BulkAction] = []
+        for action, item in zip(batch, statuses, strict=True):
+            if 200 <= item.status < 300:
+                report.delivered.append(action)
+            elif _is_retryable(item):
+                retry.append(action)
+            else:
+                report.rejected.append(Rejection(action, item.status, item.error_type or "unknown", item.reason or ""))
+        if retry:
+            self._requeue(retry)
+            self._note_failure(f"{len(retry)} items rejected with a retryable status")
+        else:
+            self._failures = 0
+            self._retry_at = 0.0
+            self.last_success_at = self._clock()
+        report.retrying = len(self._buffer)
+        return report
+
+    def _take_batch(self) -> list[BulkAction]:
+        batch: list[BulkAction] = []
+        size = 0
+        for action in self._buffer:
+            if batch and (len(batch) >= self._max_actions or size + action.size > self._max_bytes):
+                break
+            batch.append(action)
+            size += action.size
+        del self._buffer[: len(batch)]
+        self._buffer_bytes -= size
+        self._oldest_at = self._clock() if self._buffer else None
+        return batch
+
+    def _requeue(self, actions: list[BulkAction]) -> None:
+        # Put them back in front: retried documents keep their order relative to newer ones.
+        self._buffer[:0] = actions
+        self._buffer_bytes += sum(action.size for action in actions)
+        self._oldest_at = self._oldest_at or self._clock()
+
+    def _note_failure(self, message: str) -> None:
+        self._failures += 1
+        self.last_error = message
+        delay = min(self._backoff_max_s, self._backoff_base_s * 2 ** (self._failures - 1))
+        # Jitter spreads retries of many pipelines hitting one recovering cluster.
+        self._retry_at = self._clock() + delay * random.uniform(0.8, 1.0)
+
+
+def _ndjson_lines(batch: list[BulkAction]) -> list[bytes]:
+    lines: list[bytes] = []
+    for action in batch:
+        lines.append(orjson.dumps({action.op_type: {"_index": action.index, "_id": action.doc_id}}))
+        lines.append(action.source)
+    return lines

@@ -1,0 +1,230 @@
+"""Composable index templates with explicit ECS mappings for events, alerts, incidents and the DLQ.
+
+Why explicit: analysts filter on these fields in Kibana and the first document of a day must not decide a
+field's type. Unknown strings map to ``keyword``; the free-form source subtrees (CloudTrail request parameters,
+Kubernetes request/response objects) are ``flattened`` so arbitrary keys cannot explode the mapping, and their
+leaves are keywords so a number in one record and a string in the next is not a mapping error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from siem.config import ElasticsearchSettings
+
+KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": 1024}
+TEXT_AND_KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": 8191, "fields": {"text": {"type": "text"}}}
+DATE: dict[str, Any] = {"type": "date"}
+LONG: dict[str, Any] = {"type": "long"}
+FLOAT: dict[str, Any] = {"type": "float"}
+IP: dict[str, Any] = {"type": "ip"}
+BOOL: dict[str, Any] = {"type": "boolean"}
+# Searchable by exact value but not aggregated: these are long JSON strings.
+LONG_KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": 8191, "doc_values": False}
+FLATTENED: dict[str, Any] = {"type": "flattened", "ignore_above": 8191}
+STORED_ONLY: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
+
+
+def _obj(**fields: dict[str, Any]) -> dict[str, Any]:
+    return {"properties": fields}
+
+
+def _kw(*names: str) -> dict[str, dict[str, Any]]:
+    return {name: KEYWORD for name in names}
+
+
+def _endpoint() -> dict[str, Any]:
+    return _obj(ip=IP, address=KEYWORD, domain=KEYWORD, port=LONG, bytes=LONG)
+
+
+ECS_PROPERTIES: dict[str, Any] = {
+    "@timestamp": DATE,
+    "message": {"type": "text"},
+    "tags": KEYWORD,
+    "labels": {"type": "object", "dynamic": True},
+    "ecs": _obj(version=KEYWORD),
+    "event": _obj(
+        **_kw("kind", "category", "type", "action", "provider", "outcome", "id", "dataset", "module", "code"),
+        reason=KEYWORD,
+        severity=LONG,
+        risk_score=FLOAT,
+        ingested=DATE,
+        created=DATE,
+        start=DATE,
+        end=DATE,
+        duration=LONG,
+        original=STORED_ONLY,
+    ),
+    "cloud": _obj(
+        **_kw("provider", "region", "availability_zone"),
+        account=_obj(**_kw("id", "name")),
+        service=_obj(**_kw("name")),
+        instance=_obj(**_kw("id")),
+    ),
+    "source": _endpoint(),
+    "destination": _endpoint(),
+    "client": _endpoint(),
+    "user": _obj(
+        **_kw("id", "name", "domain", "email", "full_name", "roles"),
+        changes=_obj(**_kw("name")),
+        target=_obj(**_kw("id", "name")),
+        effective=_obj(**_kw("id", "name")),
+        group=_obj(**_kw("id", "name")),
+    ),
+    "user_agent": _obj(original=TEXT_AND_KEYWORD, **_kw("name", "version")),
+    "related": _obj(user=KEYWORD, ip=IP, hosts=KEYWORD, hash=KEYWORD),
+    "orchestrator": _obj(
+        **_kw("type", "namespace", "api_version", "organization"),
+        cluster=_obj(**_kw("name", "url", "id")),
+        resource=_obj(**_kw("name", "type", "id"), parent=_obj(**_kw("type"))),
+    ),
+    "http": _obj(
+        version=KEYWORD,
+        request=_obj(method=KEYWORD, referrer=KEYWORD, id=KEYWORD, body=_obj(bytes=LONG), bytes=LONG),
+        response=_obj(status_code=LONG, body=_obj(bytes=LONG), bytes=LONG),
+    ),
+    "url": _obj(original=TEXT_AND_KEYWORD, full=TEXT_AND_KEYWORD, **_kw("path", "query", "domain", "scheme")),
+    "log": _obj(level=KEYWORD, logger=KEYWORD, file=_obj(path=KEYWORD)),
+    "host": _obj(**_kw("name", "hostname", "id"), ip=IP),
+    "process": _obj(name=KEYWORD, pid=LONG),
+    "service": _obj(**_kw("name", "type", "version", "environment")),
+    "error": _obj(message={"type": "text"}, **_kw("code", "type")),
+    "network": _obj(**_kw("protocol", "transport", "direction")),
+    "tls": _obj(**_kw("version", "cipher")),
+    "aws": _obj(
+        cloudtrail=_obj(
+            flattened=_obj(
+                request_parameters=FLATTENED,
+                response_elements=FLATTENED,
+                additional_eventdata=FLATTENED,
+                service_event_details=FLATTENED,
+            ),
+            request_parameters=LONG_KEYWORD,
+            response_elements=LONG_KEYWORD,
+            additional_eventdata=LONG_KEYWORD,
+            service_event_details=LONG_KEYWORD,
+        )
+    ),
+    "kubernetes": _obj(
+        audit=_obj(
+            requestObject=FLATTENED,
+            responseObject=FLATTENED,
+            annotations=FLATTENED,
+        )
+    ),
+}
+
+# Unknown leaves become keywords whatever their JSON type, so type drift between records never fails a write.
+DYNAMIC_TEMPLATES: list[dict[str, Any]] = [
+    {f"unknown_{kind}_as_keyword": {"match_mapping_type": kind, "mapping": KEYWORD}}
+    for kind in ("string", "long", "double", "boolean")
+]
+
+RULE_PROPERTIES: dict[str, Any] = {
+    "rule": _obj(
+        **_kw("id", "name", "author", "reference", "version", "ruleset", "license", "category", "uuid"),
+        description={"type": "text"},
+    ),
+    "threat": _obj(
+        framework=KEYWORD,
+        tactic=_obj(**_kw("id", "name", "reference")),
+        technique=_obj(**_kw("id", "name", "reference"), subtechnique=_obj(**_kw("id", "name", "reference"))),
+    ),
+}
+
+DLQ_PROPERTIES: dict[str, Any] = {
+    "@timestamp": DATE,
+    "dlq": _obj(
+        **_kw("topic", "parser", "error_type", "stage", "index", "doc_id"),
+        partition=LONG,
+        offset=LONG,
+        index_in_record=LONG,
+        message={"type": "text"},
+        original_base64=STORED_ONLY,
+        original_size=LONG,
+    ),
+    "event": _obj(**_kw("kind", "dataset", "id")),
+}
+
+
+def _component(settings: ElasticsearchSettings, properties: dict[str, Any], fields_limit: int) -> dict[str, Any]:
+    return {
+        "settings": {
+            "index": {
+                "number_of_shards": settings.index_shards,
+                "number_of_replicas": settings.index_replicas,
+                "mapping": {"total_fields": {"limit": fields_limit}},
+                "refresh_interval": settings.refresh_interval,
+            }
+        },
+        "mappings": {
+            "date_detection": False,
+            "numeric_detection": False,
+            "dynamic_templates": DYNAMIC_TEMPLATES,
+            "properties": properties,
+        },
+    }
+
+
+def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]]:
+    """Index template bodies by template name."""
+    prefix = settings.index_prefix
+    ecs_base = f"{prefix}-ecs-base"
+    rule_fields = f"{prefix}-rule-fields"
+    return {
+        f"{prefix}-events": {
+            "index_patterns": [f"{prefix}-events-*"],
+            "composed_of": [ecs_base],
+            "priority": 200,
+            "_meta": {"managed_by": "siem-pipeline"},
+        },
+        f"{prefix}-alerts": {
+            "index_patterns": [f"{prefix}-alerts-*"],
+            "composed_of": [ecs_base, rule_fields],
+            "priority": 200,
+            "_meta": {"managed_by": "siem-pipeline"},
+        },
+        f"{prefix}-incidents": {
+            "index_patterns": [f"{prefix}-incidents*"],
+            "composed_of": [ecs_base, rule_fields],
+            "priority": 200,
+            "_meta": {"managed_by": "siem-pipeline"},
+        },
+        f"{prefix}-dlq": {
+            "index_patterns": [f"{prefix}-dlq*"],
+            "template": _component(settings, DLQ_PROPERTIES, 200),
+            "priority": 200,
+            "_meta": {"managed_by": "siem-pipeline"},
+        },
+    }
+
+
+def component_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]]:
+    prefix = settings.index_prefix
+    return {
+        f"{prefix}-ecs-base": {"template": _component(settings, ECS_PROPERTIES, 5000)},
+        f"{prefix}-rule-fields": {"template": {"mappings": {"properties": RULE_PROPERTIES}}},
+    }
+
+
+def install_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> list[str]:
+    """Create or update every template (idempotent); returns the names installed."""
+    installed: list[str] = []
+    for name, body in component_templates(settings).items():
+        client.cluster.put_component_template(name=name, template=body["template"])
+        installed.append(name)
+    for name, body in index_templates(settings).items():
+        client.indices.put_index_template(name=name, **body)
+        installed.append(name)
+    return installed
+
+
+def missing_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> list[str]:
+    """Names of our index templates that the cluster does not have (for `siem doctor`)."""
+    missing = []
+    for name in index_templates(settings):
+        if not client.indices.exists_index_template(name=name):
+            missing.append(name)
+    return missing

@@ -1,0 +1,203 @@
+"""The detect stage's per-record work: parse, normalize, match rules, and turn the results into outputs.
+
+Stateless per record, so it scales with partitions. One record becomes bulk actions (events, alerts, DLQ
+entries) and Kafka messages (alerts for the correlate stage, DLQ entries for replay). The record's offset can be
+committed once every bulk action is acknowledged and the Kafka messages are flushed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from indexing.bulk import BulkAction
+from ingest import metrics
+from ingest.dlq import DlqEntry, entry_for_failure, make_entry
+from parsers.base import ErrorType, ParsedEvent, Parser, SourceRecord
+from siem.config import ElasticsearchSettings, PipelineSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A detection result: the alert document plus what the correlate stage needs."""
+
+    doc_id: str
+    document: dict[str, Any]
+    correlation_messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for siem.alerts
+
+
+class Detector(Protocol):
+    """Matches one event against the loaded rules (implemented by the Sigma engine)."""
+
+    def detect(self, event: ParsedEvent, event_index: str) -> list[Alert]: ...
+
+
+class NoRules:
+    """A detector with no rules: events are indexed, nothing alerts."""
+
+    def detect(self, event: ParsedEvent, event_index: str) -> list[Alert]:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """Identifies the Kafka record a bulk action came from, so its acknowledgement can release the offset."""
+
+    topic: str
+    partition: int
+    offset: int
+    kind: str  # "event" | "alert" | "dlq"
+    source: str
+
+
+@dataclass(slots=True)
+class RecordOutputs:
+    actions: list[BulkAction] = field(default_factory=list)
+    kafka_messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)  # topic, key, value
+
+
+def day_of(timestamp: str) -> str:
+    """``2026-11-22T10:00:00.000Z`` -> ``2026.11.22`` (index date suffix)."""
+    return f"{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
+
+
+def _utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class DetectStage:
+    def __init__(
+        self,
+        parsers_by_topic: dict[str, Parser],
+        detector: Detector,
+        es_settings: ElasticsearchSettings,
+        pipeline_settings: PipelineSettings,
+        alerts_topic: str,
+        dlq_topic: str,
+        now_iso: Callable[[], str] = _utc_now_iso,
+    ) -> None:
+        self._parsers = parsers_by_topic
+        self._detector = detector
+        self._es = es_settings
+        self._max_original = pipeline_settings.dlq_max_original_bytes
+        self._alerts_topic = alerts_topic
+        self._dlq_topic = dlq_topic
+        self._now_iso = now_iso
+
+    def process(self, record: SourceRecord) -> RecordOutputs:
+        outputs = RecordOutputs()
+        parser = self._parsers.get(record.topic)
+        source = parser.name if parser else "unknown"
+        metrics.RECEIVED.labels("detect", source).inc()
+        if parser is None:
+            self._dead_letter(
+                outputs,
+                record,
+                source,
+                make_entry(
+                    record,
+                    parser="none",
+                    stage="route",
+                    error_type=ErrorType.SHAPE,
+                    message=f"no parser is configured for topic {record.topic!r}",
+                    original=record.value,
+                    index_in_record=None,
+                    max_original_bytes=self._max_original,
+                ),
+            )
+            return outputs
+        try:
+            result = parser.parse(record)
+        except Exception as exc:  # a parser bug must not stop the consumer; the record goes to the DLQ
+            entry = make_entry(
+                record,
+                parser=parser.name,
+                stage="parse",
+                error_type=ErrorType.INTERNAL,
+                message=f"parser raised {type(exc).__name__}: {exc}",
+                original=record.value,
+                index_in_record=None,
+                max_original_bytes=self._max_original,
+            )
+            self._dead_letter(outputs, record, source, entry)
+            return outputs
+        if result.skipped:
+            metrics.DROPPED.labels("detect", source, "skipped").inc(result.skipped)
+        for failure in result.failures:
+            self._dead_letter(
+                outputs, record, source, entry_for_failure(record, failure, parser.name, self._max_original)
+            )
+        ingested = self._now_iso()
+        for event in result.events:
+            self._emit_event(outputs, record, source, event, ingested)
+        return outputs
+
+    def _emit_event(
+        self, outputs: RecordOutputs, record: SourceRecord, source: str, event: ParsedEvent, ingested: str
+    ) -> None:
+        event.ecs.setdefault("event", {}).setdefault("ingested", ingested)
+        index = self._es.events_index(event.dataset, day_of(event.ecs["@timestamp"]))
+        outputs.actions.append(
+            BulkAction(
+                index,
+                event.id,
+                orjson.dumps(event.ecs),
+                Token(record.topic, record.partition, record.offset, "event", source),
+            )
+        )
+        for alert in self._detector.detect(event, index):
+            alert_index = self._es.alerts_index(day_of(alert.document["@timestamp"]))
+            outputs.actions.append(
+                BulkAction(
+                    alert_index,
+                    alert.doc_id,
+                    orjson.dumps(alert.document),
+                    Token(record.topic, record.partition, record.offset, "alert", source),
+                )
+            )
+            for key, value in alert.correlation_messages:
+                outputs.kafka_messages.append((self._alerts_topic, key, value))
+
+    def _dead_letter(self, outputs: RecordOutputs, record: SourceRecord, source: str, entry: DlqEntry) -> None:
+        error_type = entry.document["dlq"]["error_type"]
+        metrics.DLQ.labels("detect", source, error_type).inc()
+        outputs.actions.append(
+            BulkAction(
+                self._es.dlq_index,
+                entry.doc_id,
+                entry.to_bytes(),
+                Token(record.topic, record.partition, record.offset, "dlq", source),
+            )
+        )
+        outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), entry.to_bytes()))
+
+    def dead_letter_rejection(
+        self,
+        token: Token,
+        original: bytes,
+        status: int,
+        error_type: str,
+        reason: str,
+        index: str,
+        doc_id: str,
+    ) -> RecordOutputs:
+        """Elasticsearch refused a document for good (mapping/validation): it goes to the DLQ with the reason."""
+        outputs = RecordOutputs()
+        record = SourceRecord(token.topic, token.partition, token.offset, b"")
+        entry = make_entry(
+            record,
+            parser=token.source,
+            stage="index",
+            error_type=ErrorType.MAPPING,
+            message=f"Elasticsearch refused the {token.kind} document (HTTP {status} {error_type}): {reason}",
+            original=original,
+            index_in_record=None,
+            max_original_bytes=self._max_original,
+            extra={"index": index, "doc_id": doc_id},
+        )
+        self._dead_letter(outputs, record, token.source, entry)
+        return outputs

@@ -1,0 +1,296 @@
+"""Kafka clients built from settings, behind the two small interfaces the runtime needs.
+
+``RecordConsumer`` and ``MessageProducer`` are what the stage runner talks to; unit tests use fakes of them,
+the service uses the kafka-python implementations below.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from parsers.base import SourceRecord
+from siem.config import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+class RecordConsumer(Protocol):
+    def poll(self, timeout_ms: int, max_records: int) -> list[SourceRecord]: ...
+    def pause_all(self) -> None: ...
+    def resume_all(self) -> None: ...
+    def commit(self, positions: dict[Partition, int]) -> None: ...
+    def assignment(self) -> set[Partition]: ...
+    def close(self) -> None: ...
+
+
+class MessageProducer(Protocol):
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+    def flush(self, timeout_s: float) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        on_revoked: Callable[[set[Partition]], None],
+        on_assigned: Callable[[set[Partition]], None] | None = None,
+    ) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        partitions = {(tp.topic, tp.partition) for tp in revoked}
+        if partitions:
+            self._on_revoked(partitions)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        partitions = {(tp.topic, tp.partition) for tp in assigned}
+        log.info("partitions assigned: %s", sorted(partitions))
+        if self._on_assigned is not None and partitions:
+            # Called on the consumer's event loop: keep it short (the correlate stage only notes the partitions
+            # here and rebuilds after poll returns, so heartbeats are not held up).
+            self._on_assigned(partitions)
+
+
+class KafkaRecordConsumer:
+    """A kafka-python consumer in a group, manual commits only."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: list[str],
+        group_id: str,
+        on_revoked: Callable[[set[Partition]], None],
+        *,
+        on_assigned: Callable[[set[Partition]], None] | None = None,
+        **overrides: Any,
+    ) -> None:
+        options = settings.client_options()
+        options.update(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Large records (S3 log files) must fit; oversize ones are rejected by the parser limits.
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=32 * 1024 * 1024,
+            max_poll_interval_ms=300_000,
+        )
+        options.update(overrides)
+        self._consumer = KafkaConsumer(**options)
+        self._consumer.subscribe(topics=topics, listener=_Listener(on_revoked, on_assigned))
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[SourceRecord]:
+        batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        records: list[SourceRecord] = []
+        for batch in batches.values():
+            for message in batch:
+                records.append(
+                    SourceRecord(
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        value=message.value if message.value is not None else b"",
+                        key=message.key,
+                        timestamp_ms=message.timestamp,
+                    )
+                )
+        return records
+
+    def pause_all(self) -> None:
+        assigned = self._consumer.assignment()
+        if assigned:
+            self._consumer.pause(*assigned)
+
+    def resume_all(self) -> None:
+        paused = self._consumer.paused()
+        if paused:
+            self._consumer.resume(*paused)
+
+    def commit(self, positions: dict[Partition, int]) -> None:
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(pos, "", -1) for (t, p), pos in positions.items()}
+        self._consumer.commit(offsets=offsets)
+
+    def assignment(self) -> set[Partition]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def end_offsets(self, partitions: set[Partition]) -> dict[Partition, int]:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        return {(tp.topic, tp.partition): off for tp, off in self._consumer.end_offsets(tps).items()}
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def read_rebuild_range(
+    settings: KafkaSettings,
+    group_id: str,
+    partitions: Iterable[Partition],
+    lookback_ms: int,
+    *,
+    timeout_s: float = 120.0,
+) -> list[SourceRecord]:
+    """Records of ``partitions`` that ``group_id`` already processed within ``lookback_ms`` of its commit.
+
+    Per partition with a committed position ``c``: the timestamp ``t`` of record ``c - 1`` (the last one
+    processed) anchors the range, whose start is the first offset with a timestamp >= ``t - lookback_ms``
+    (``offsets_for_times``); records ``[start, c)`` are returned, in timestamp order across partitions.
+    Partitions without a commit return nothing (the group starts from the beginning anyway).
+
+    A separate short-lived consumer (``assign``, never ``subscribe``: it does not join the group, and it never
+    commits) does the reading, so the group member's positions are untouched. Bounded by ``timeout_s``: a
+    partial result is logged and returned rather than blocking the stage.
+    """
+    options = settings.client_options()
+    options.update(group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                   max_partition_fetch_bytes=32 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    reader = KafkaConsumer(**options)
+    deadline = time.monotonic() + timeout_s
+    try:
+        tps = [TopicPartition(t, p) for t, p in sorted(set(partitions))]
+        if not tps:
+            return []
+        reader.assign(tps)
+        ends: dict[TopicPartition, int] = {}
+        for tp in tps:
+            committed = reader.committed(tp)
+            if committed is not None and committed > 0:
+                ends[tp] = int(committed)
+        if not ends:
+            return []
+        anchors = _last_timestamps(reader, ends, deadline)
+        starts = _range_starts(reader, ends, anchors, lookback_ms)
+        return _read_until(reader, starts, ends, deadline)
+    finally:
+        reader.close(autocommit=False)
+
+
+def _poll_loop(reader: KafkaConsumer, wanted: set[TopicPartition], deadline: float,
+               take: Callable[[TopicPartition, Any], bool]) -> None:
+    """Poll until every partition in ``wanted`` is done (``take`` returns True) or the deadline passes."""
+    others = [tp for tp in reader.assignment() if tp not in wanted]
+    if others:
+        reader.pause(*others)
+    if wanted:
+        reader.resume(*wanted)
+    while wanted and time.monotonic() < deadline:
+        for tp, messages in reader.poll(timeout_ms=200).items():
+            for message in messages:
+                if tp in wanted and take(tp, message):
+                    wanted.discard(tp)
+                    reader.pause(tp)
+                    break
+    if wanted:
+        log.warning("rebuild read timed out; partitions incomplete: %s", sorted(map(tuple, wanted)))
+
+
+def _last_timestamps(reader: KafkaConsumer, ends: dict[TopicPartition, int], deadline: float
+                     ) -> dict[TopicPartition, int]:
+    anchors: dict[TopicPartition, int] = {}
+    for tp, end in ends.items():
+        reader.seek(tp, end - 1)
+
+    def take(tp: TopicPartition, message: Any) -> bool:
+        anchors[tp] = int(message.timestamp)
+        return True
+
+    _poll_loop(reader, set(ends), deadline, take)
+    return anchors
+
+
+def _range_starts(reader: KafkaConsumer, ends: dict[TopicPartition, int], anchors: dict[TopicPartition, int],
+                  lookback_ms: int) -> dict[TopicPartition, int]:
+    now_ms = int(time.time() * 1000)
+    wanted = {tp: anchors.get(tp, now_ms) - lookback_ms for tp in ends}
+    found = reader.offsets_for_times(wanted)
+    beginnings = reader.beginning_offsets(list(ends))
+    starts: dict[TopicPartition, int] = {}
+    for tp, end in ends.items():
+        hit = found.get(tp)
+        start = int(hit.offset) if hit is not None else end
+        starts[tp] = max(min(start, end), int(beginnings.get(tp, 0)))
+    return starts
+
+
+def _read_until(reader: KafkaConsumer, starts: dict[TopicPartition, int], ends: dict[TopicPartition, int],
+                deadline: float) -> list[SourceRecord]:
+    records: list[SourceRecord] = []
+    wanted = {tp for tp in ends if starts[tp] < ends[tp]}
+    for tp in wanted:
+        reader.seek(tp, starts[tp])
+
+    def take(tp: TopicPartition, message: Any) -> bool:
+        if message.offset >= ends[tp]:
+            return True
+        records.append(SourceRecord(message.topic, message.partition, message.offset,
+                                    message.value if message.value is not None else b"", message.key,
+                                    message.timestamp))
+        return bool(message.offset + 1 >= ends[tp])
+
+    _poll_loop(reader, wanted, deadline, take)
+    records.sort(key=lambda r: (r.timestamp_ms or 0, r.partition, r.offset))
+    return records
+
+
+class KafkaMessageProducer:
+    """Producer for alerts and DLQ entries: acks=all, idempotent ordering per key."""
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        options = settings.client_options()
+        options.update(acks="all", linger_ms=5, retries=10, max_request_size=4 * 1024 * 1024)
+        options.update(overrides)
+        self._producer = KafkaProducer(**options)
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._producer.send(topic, key=key, value=value)
+
+    def flush(self, timeout_s: float) -> None:
+        # Raises if a send failed: the caller must then not commit the offsets that produced it.
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: int | None = None) -> list[str]:
+    """Create missing topics (idempotent); returns the names created.
+
+    Topics accept records up to ``settings.max_message_bytes``: larger-than-default raw records (whole S3 log
+    objects) must reach the parser, whose own limit sends oversize ones to the DLQ with the reason.
+    """
+    admin = KafkaAdminClient(**settings.client_options())
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+        created: list[str] = []
+        for name in wanted:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=partitions or settings.topic_partitions,
+                            replication_factor=settings.topic_replication,
+                            topic_configs={"max.message.bytes": str(settings.max_message_bytes)},
+                        )
+                    ]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def pipeline_topics(settings: KafkaSettings) -> list[str]:
+    return [*settings.raw_topics, settings.alerts_topic, settings.dlq_topic]

@@ -1,0 +1,228 @@
+"""The consumer loop shared by both stages: poll, process, buffer, flush, commit — without ever losing a record.
+
+Invariants (design.md, "Delivery guarantees"):
+* an offset is committed only when every document made from the records before it is acknowledged by
+  Elasticsearch, sent to the DLQ, or deliberately dropped — and the Kafka messages they produced are flushed;
+* when Elasticsearch is slow or down the partitions are paused (the loop keeps polling, which fetches nothing,
+  so the consumer stays in its group) and the sink retries with capped backoff; nothing is dropped;
+* on partition revoke and on shutdown the in-flight work is drained (bounded in time) and committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from indexing.bulk import BulkAction, BulkSink, FlushReport
+from ingest import metrics
+from ingest.detect import RecordOutputs, Token
+from ingest.kafka_io import MessageProducer, Partition, RecordConsumer
+from ingest.offsets import OffsetTracker
+from parsers.base import SourceRecord
+
+log = logging.getLogger(__name__)
+
+
+class Stage(Protocol):
+    """Per-record work of a stage (detect or correlate)."""
+
+    def process(self, record: SourceRecord) -> RecordOutputs: ...
+
+    def dead_letter_rejection(
+        self, token: Token, original: bytes, status: int, error_type: str, reason: str, index: str, doc_id: str
+    ) -> RecordOutputs: ...
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    """What the live status line and /healthz show."""
+
+    records: int = 0
+    indexed: int = 0
+    alerts: int = 0
+    dlq: int = 0
+    committed_batches: int = 0
+    last_commit_at: float | None = None
+
+
+class StageRunner:
+    def __init__(
+        self,
+        name: str,
+        consumer_factory: Callable[[Callable[[set[Partition]], None]], RecordConsumer],
+        stage: Stage,
+        sink: BulkSink,
+        producer: MessageProducer,
+        *,
+        poll_timeout_ms: int,
+        poll_max_records: int,
+        shutdown_timeout_s: float,
+        commit_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self._sleep = sleep
+        self._stage = stage
+        self._sink = sink
+        self._producer = producer
+        self._tracker = OffsetTracker()
+        self._poll_timeout_ms = poll_timeout_ms
+        self._poll_max_records = poll_max_records
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._clock = clock
+        self._last_commit = clock()
+        self._paused = False
+        self.stats = RunnerStats()
+        self._assigned: set[Partition] = set()
+        # The consumer calls back into us on revoke, so it is built last.
+        self._consumer = consumer_factory(self._on_revoked)
+
+    @property
+    def sink(self) -> BulkSink:
+        return self._sink
+
+    def assignment(self) -> set[Partition]:
+        """Partitions assigned at the last poll (cached: the consumer is not thread-safe, /healthz reads this)."""
+        return self._assigned
+
+    # -- main loop -------------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        log.info("stage %s running", self.name)
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.shutdown()
+
+    def step(self) -> None:
+        self._apply_backpressure()
+        records = self._consumer.poll(self._poll_timeout_ms, self._poll_max_records)
+        self._assigned = self._consumer.assignment()
+        for record in records:
+            self._handle(record)
+        if self._sink.due():
+            self._flush_once()
+        if self._clock() - self._last_commit >= self._commit_interval_s:
+            self._commit()
+
+    def _apply_backpressure(self) -> None:
+        stop_fetching = self._sink.blocked or self._sink.full
+        if stop_fetching and not self._paused:
+            log.warning("pausing partitions: %s", self._sink.last_error or "bulk buffer full")
+            self._consumer.pause_all()
+            self._paused = True
+        elif not stop_fetching and self._paused:
+            log.info("resuming partitions")
+            self._consumer.resume_all()
+            self._paused = False
+        metrics.SINK_BLOCKED.labels(self.name).set(1 if self._sink.blocked else 0)
+
+    def _handle(self, record: SourceRecord) -> None:
+        outputs = self._stage.process(record)
+        self.stats.records += 1
+        self._tracker.track(record.topic, record.partition, record.offset, len(outputs.actions))
+        self._enqueue(outputs)
+
+    def _enqueue(self, outputs: RecordOutputs) -> None:
+        for action in outputs.actions:
+            self._sink.add(action)
+        for topic, key, value in outputs.kafka_messages:
+            self._producer.send(topic, key, value)
+        metrics.BULK_PENDING.labels(self.name).set(self._sink.pending)
+
+    # -- delivery --------------------------------------------------------------------------------------------
+    def _flush_once(self) -> FlushReport:
+        report = self._sink.flush()
+        if report.latency_s is not None:
+            metrics.BULK_LATENCY.observe(report.latency_s)
+        if report.request_error:
+            log.warning("bulk request failed, will retry: %s", report.request_error)
+        for action in report.delivered:
+            self._acknowledge(action)
+        for rejection in report.rejected:
+            self._reject(rejection.action, rejection.status, rejection.error_type, rejection.reason)
+        metrics.BULK_PENDING.labels(self.name).set(self._sink.pending)
+        return report
+
+    def _acknowledge(self, action: BulkAction) -> None:
+        token: Token = action.token
+        metrics.EMITTED.labels(self.name, token.kind).inc()
+        if token.kind == "alert":
+            self.stats.alerts += 1
+        elif token.kind == "dlq":
+            self.stats.dlq += 1
+        else:
+            self.stats.indexed += 1
+        self._tracker.acknowledge(token.topic, token.partition, token.offset)
+
+    def _reject(self, action: BulkAction, status: int, error_type: str, reason: str) -> None:
+        token: Token = action.token
+        metrics.FAILED.labels(self.name, token.source, "mapping_error").inc()
+        if token.kind == "dlq":
+            # The DLQ index refused an entry: it is still in the DLQ topic (flushed before commit), so the
+            # record is accounted for; say so loudly rather than loop on it forever.
+            log.error("DLQ index refused entry %s (HTTP %s %s): %s", action.doc_id, status, error_type, reason)
+            self._tracker.acknowledge(token.topic, token.partition, token.offset)
+            return
+        log.warning("Elasticsearch refused %s %s/%s: %s", token.kind, action.index, action.doc_id, reason)
+        outputs = self._stage.dead_letter_rejection(
+            token, action.source, status, error_type, reason, action.index, action.doc_id
+        )
+        # Register the DLQ documents before releasing the refused one, so the offset never runs ahead.
+        self._tracker.track(token.topic, token.partition, token.offset, len(outputs.actions))
+        self._tracker.acknowledge(token.topic, token.partition, token.offset)
+        self._enqueue(outputs)
+
+    def _commit(self, only: set[Partition] | None = None) -> None:
+        positions = self._tracker.commit_positions()
+        if only is not None:
+            positions = {tp: pos for tp, pos in positions.items() if tp in only}
+        self._last_commit = self._clock()
+        if not positions:
+            return
+        # Alerts and DLQ entries produced by these records must be in Kafka before their offsets are committed.
+        self._producer.flush(timeout_s=self._shutdown_timeout_s)
+        self._consumer.commit(positions)
+        for (topic, partition), position in positions.items():
+            self._tracker.mark_committed(topic, partition, position)
+        self.stats.committed_batches += 1
+        self.stats.last_commit_at = time.time()
+
+    def drain(self, deadline: float) -> bool:
+        """Flush until nothing is pending or the deadline passes; True if everything was delivered."""
+        while self._sink.pending and self._clock() < deadline:
+            report = self._flush_once()
+            if report.request_error or report.retrying:
+                self._sleep(0.2)
+        return self._sink.pending == 0
+
+    def _on_revoked(self, partitions: set[Partition]) -> None:
+        log.info("partitions revoked: %s; draining", sorted(partitions))
+        self.drain(self._clock() + self._shutdown_timeout_s)
+        try:
+            self._commit(only=partitions)
+        except Exception:  # the new owner re-reads from the last commit; ids make that idempotent
+            log.exception("commit on revoke failed")
+        for topic, partition in partitions:
+            self._tracker.forget(topic, partition)
+
+    def shutdown(self) -> None:
+        """Stop fetching, deliver what is buffered (bounded), commit exactly what was delivered, close."""
+        log.info("stage %s shutting down", self.name)
+        try:
+            self._consumer.pause_all()
+            drained = self.drain(self._clock() + self._shutdown_timeout_s)
+            if not drained:
+                log.warning(
+                    "%d documents not delivered before the shutdown timeout; they will be re-read", self._sink.pending
+                )
+            self._commit()
+        finally:
+            self._consumer.close()
+            self._producer.close()

@@ -1,0 +1,179 @@
+"""Assembles the running service from settings: setup (topics, templates), stages, health, shutdown.
+
+`siem run` runs both stages in one process (threads, one consumer group each); `--stage` runs one. Each stage
+owns its consumer, producer and bulk sink, so a slow stage never blocks the other's commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from elasticsearch import Elasticsearch
+
+from correlation.detection.engine import RuleSetHolder
+from correlation.windows.router import CorrelationRouter
+from correlation.windows.rules import CompiledCorrelation, compile_correlation
+from indexing.bulk import BulkSink
+from indexing.client import ElasticsearchBulkTransport, make_client
+from indexing.templates import install_templates
+from ingest.detect import DetectStage
+from ingest.detector import SigmaDetector
+from ingest.health import HealthServer
+from ingest.kafka_io import KafkaMessageProducer, KafkaRecordConsumer, Partition, ensure_topics, pipeline_topics
+from ingest.runner import StageRunner
+from parsers.registry import build_parsers, parsers_for_topics
+from siem.config import Settings
+
+log = logging.getLogger(__name__)
+
+StageName = Literal["detect", "correlate"]
+
+
+def setup(settings: Settings, client: Elasticsearch | None = None) -> dict[str, list[str]]:
+    """Create topics and install index templates (idempotent)."""
+    created = ensure_topics(settings.kafka, pipeline_topics(settings.kafka))
+    es = client or make_client(settings.elasticsearch)
+    templates = install_templates(es, settings.elasticsearch)
+    return {"topics_created": created, "templates": templates}
+
+
+def compile_correlations(rules: RuleSetHolder) -> list[CompiledCorrelation]:
+    compiled: list[CompiledCorrelation] = []
+    for rule in rules.current.correlations:
+        try:
+            compiled.append(compile_correlation(rule))
+        except Exception as exc:  # a broken correlation rule is reported and skipped, like a broken rule
+            log.error("correlation rule %s skipped: %s", getattr(rule, "title", rule), exc)
+    return compiled
+
+
+def make_sink(settings: Settings, client: Elasticsearch) -> BulkSink:
+    p = settings.pipeline
+    return BulkSink(
+        ElasticsearchBulkTransport(client),
+        max_actions=p.bulk_max_actions,
+        max_bytes=p.bulk_max_bytes,
+        flush_interval_s=p.bulk_flush_interval_s,
+        backoff_max_s=p.bulk_backoff_max_s,
+    )
+
+
+def build_detect_runner(
+    settings: Settings, rules: RuleSetHolder, correlations: list[CompiledCorrelation], client: Elasticsearch
+) -> StageRunner:
+    parsers = parsers_for_topics(settings.kafka.raw_topics, build_parsers(settings.parsers))
+    router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
+    detector = SigmaDetector(rules, router, settings.rules.alert_incident_level)
+    stage = DetectStage(
+        parsers,
+        detector,
+        settings.elasticsearch,
+        settings.pipeline,
+        settings.kafka.alerts_topic,
+        settings.kafka.dlq_topic,
+    )
+
+    def consumer_factory(on_revoked: Callable[[set[Partition]], None]) -> KafkaRecordConsumer:
+        return KafkaRecordConsumer(
+            settings.kafka, list(settings.kafka.raw_topics), settings.kafka.detect_group_id, on_revoked
+        )
+
+    return StageRunner(
+        "detect",
+        consumer_factory,
+        stage,
+        make_sink(settings, client),
+        KafkaMessageProducer(settings.kafka),
+        poll_timeout_ms=settings.pipeline.poll_timeout_ms,
+        poll_max_records=settings.pipeline.poll_max_records,
+        shutdown_timeout_s=settings.pipeline.shutdown_timeout_s,
+    )
+
+
+@dataclass
+class Service:
+    """The running pipeline: stage runners in threads plus the health server."""
+
+    settings: Settings
+    runners: list[StageRunner]
+    client: Elasticsearch
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    health: HealthServer | None = None
+    started_at: float = field(default_factory=time.time)
+    errors: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        for runner in self.runners:
+            thread = threading.Thread(target=self._run_stage, args=(runner,), name=f"stage-{runner.name}")
+            thread.start()
+            self.threads.append(thread)
+        port = self.settings.pipeline.metrics_port
+        if port:
+            self.health = HealthServer(self.settings.pipeline.metrics_host, port, self.health_report)
+            self.health.start()
+
+    def _run_stage(self, runner: StageRunner) -> None:
+        try:
+            runner.run(self.stop_event)
+        except Exception as exc:  # a dead stage must stop the process so a supervisor restarts it
+            log.exception("stage %s failed", runner.name)
+            self.errors.append(f"{runner.name}: {type(exc).__name__}: {exc}")
+            self.stop_event.set()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + (timeout_s or self.settings.pipeline.shutdown_timeout_s + 15)
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.health:
+            self.health.stop()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
+
+    def health_report(self) -> dict[str, Any]:
+        stages: dict[str, Any] = {}
+        healthy = not self.errors
+        now = time.monotonic()
+        for runner in self.runners:
+            sink = runner.sink
+            last_ok = None if sink.last_success_at is None else round(now - sink.last_success_at, 1)
+            stages[runner.name] = {
+                "records": runner.stats.records,
+                "indexed": runner.stats.indexed,
+                "alerts": runner.stats.alerts,
+                "dlq": runner.stats.dlq,
+                "pending": sink.pending,
+                "elasticsearch_ok": not sink.blocked,
+                "last_error": sink.last_error if sink.blocked else None,
+                "seconds_since_last_bulk": last_ok,
+                "assigned_partitions": len(runner.assignment()),
+            }
+            healthy = healthy and not sink.blocked
+        return {
+            "healthy": healthy,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "stages": stages,
+            "errors": self.errors,
+        }
+
+
+def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect", "correlate")) -> Service:
+    client = make_client(settings.elasticsearch)
+    setup(settings, client)
+    rules = RuleSetHolder.from_settings(settings.rules)
+    correlations = compile_correlations(rules)
+    runners: list[StageRunner] = []
+    if "detect" in stages:
+        runners.append(build_detect_runner(settings, rules, correlations, client))
+    if "correlate" in stages:
+        from ingest.correlate import build_correlate_runner
+
+        runners.append(build_correlate_runner(settings, correlations, client))
+    return Service(settings, runners, client)

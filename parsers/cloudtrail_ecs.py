@@ -1,0 +1,269 @@
+"""One CloudTrail record (already redacted, canonical camelCase keys) -> ECS document.
+
+Field choices follow Elastic's AWS CloudTrail integration (the oracle in tests/unit/test_parsers_oracle.py):
+renamed source fields go to ECS, the rest under ``aws.cloudtrail.*`` in snake_case, and the free-form
+request/response payloads both as a ``flattened`` object and as a string. Deliberate differences are declared
+in that test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from parsers.cloudtrail_categories import CATEGORIES
+from parsers.common import ECS_VERSION, add_unique, as_ip, put
+from parsers.timestamps import parse_iso_or_none
+
+DATASET = "aws.cloudtrail"
+
+# source key -> aws.cloudtrail key, copied as-is when present.
+_SCALARS = (
+    ("eventVersion", "event_version"),
+    ("eventCategory", "event_category"),
+    ("errorCode", "error_code"),
+    ("errorMessage", "error_message"),
+    ("requestID", "request_id"),
+    ("eventType", "event_type"),
+    ("apiVersion", "api_version"),
+    ("managementEvent", "management_event"),
+    ("readOnly", "read_only"),
+    ("recipientAccountId", "recipient_account_id"),
+    ("sharedEventID", "shared_event_id"),
+    ("sharedEventId", "shared_event_id"),
+    ("vpcEndpointId", "vpc_endpoint_id"),
+    ("resources", "resources"),
+    ("insightDetails", "insight_details"),
+)
+# Free-form payloads: kept as an object (for queries) and as a string (for full-text search), like Elastic.
+_SCALAR_MAP = dict(_SCALARS)
+_PAYLOADS = (
+    ("requestParameters", "request_parameters"),
+    ("responseElements", "response_elements"),
+    ("additionalEventData", "additional_eventdata"),
+    ("serviceEventDetails", "service_event_details"),
+)
+_IDENTITY = (("type", "type"), ("arn", "arn"), ("accessKeyId", "access_key_id"), ("invokedBy", "invoked_by"))
+_ISSUER = (("type", "type"), ("principalId", "principal_id"), ("arn", "arn"), ("accountId", "account_id"))
+_dumps = orjson.dumps
+# event name -> (event.category, event.type) as lists, copied per document (documents must not share lists).
+_CATEGORY_LISTS = {name: (list(cat), list(types)) for name, (cat, types) in CATEGORIES.items()}
+_SIGN_IN_PAYLOADS = ("responseElements", "serviceEventDetails")
+
+
+def _kept(value: Any) -> bool:
+    """``put``'s rule: Elastic's pipelines drop nulls, empty strings and empty lists/objects."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _session_context(sc: dict[str, Any], ct_ui: dict[str, Any], user: dict[str, Any]) -> None:
+    out: dict[str, Any] = {}
+    attrs = sc.get("attributes")
+    if isinstance(attrs, dict):
+        value = attrs.get("mfaAuthenticated")
+        if value or _kept(value):
+            out["mfa_authenticated"] = value
+        created = parse_iso_or_none(attrs.get("creationDate"))
+        if created:
+            out["creation_date"] = created
+    value = sc.get("ec2RoleDelivery")
+    if value or _kept(value):
+        out["ec2_role_delivery"] = value
+    issuer = sc.get("sessionIssuer")
+    if isinstance(issuer, dict):
+        iss: dict[str, Any] = {}
+        for src, dst in _ISSUER:
+            value = issuer.get(src)
+            if value or _kept(value):
+                iss[dst] = value
+        if iss:
+            out["session_issuer"] = iss
+        # For assumed roles the role name is the most useful "user name" (Elastic does the same).
+        value = issuer.get("userName")
+        if value or _kept(value):
+            user["name"] = value
+    if out:
+        ct_ui["session_context"] = out
+
+
+def _outcome_from_payload(rec: dict[str, Any], action: str) -> str:
+    # Sign-in events report their result in the payload instead of an error code.
+    for key in _SIGN_IN_PAYLOADS:
+        payload = rec.get(key)
+        if isinstance(payload, dict):
+            result = payload.get(action)
+            if result in ("Success", "Failure"):
+                return str(result).lower()
+    return "success"
+
+
+def _tls(details: dict[str, Any], doc: dict[str, Any]) -> None:
+    tls: dict[str, Any] = {}
+    version = details.get("tlsVersion")
+    if isinstance(version, str) and "v" in version:
+        protocol, _, number = version.partition("v")
+        tls["version_protocol"] = protocol.lower()
+        tls["version"] = number
+    cipher = details.get("cipherSuite")
+    if cipher or _kept(cipher):
+        tls["cipher"] = cipher
+    host = details.get("clientProvidedHostHeader")
+    if host:
+        tls["client"] = {"server_name": host}
+    if tls:
+        doc["tls"] = tls
+
+
+def _targets(params: Any, response: Any, user: dict[str, Any], doc: dict[str, Any], related: list[str]) -> None:
+    if isinstance(params, dict):
+        target = params.get("userName")
+        if isinstance(target, str) and target:
+            user["target"] = {"name": target}
+            add_unique(related, target)
+        new_name = params.get("newUserName")
+        if isinstance(new_name, str) and new_name:
+            user["changes"] = {"name": new_name}
+            add_unique(related, new_name)
+        group = params.get("groupName")
+        if isinstance(group, str) and group:
+            doc["group"] = {"name": group}
+    if isinstance(response, dict):
+        group_obj, user_obj = response.get("group"), response.get("user")
+        if isinstance(group_obj, dict) and group_obj.get("groupId"):
+            doc.setdefault("group", {})["id"] = group_obj["groupId"]
+        if isinstance(user_obj, dict) and user_obj.get("userId"):
+            user.setdefault("target", {})["id"] = user_obj["userId"]
+
+
+def _console_login(extra: Any, ct: dict[str, Any]) -> None:
+    if not isinstance(extra, dict):
+        return
+    out: dict[str, Any] = {}
+    if "MobileVersion" in extra:
+        out["mobile_version"] = extra["MobileVersion"] != "No"
+    put(out, "login_to", extra.get("LoginTo"))
+    if "MFAUsed" in extra:
+        out["mfa_used"] = extra["MFAUsed"] != "No"
+    if out:
+        ct["console_login"] = {"additional_eventdata": out}
+
+
+def build_ecs(rec: dict[str, Any], timestamp: str) -> dict[str, Any]:
+    """The ECS document for one CloudTrail record (does not set ids, ingest time or event.original).
+
+    One pass over the record's top-level keys collects everything (instead of a lookup per known key), and
+    the document is built with literals; rare shapes (sign-in payloads, TLS details, IAM targets) are helpers.
+    """
+    get = rec.get
+    action = get("eventName")
+    event: dict[str, Any] = {"kind": "event", "module": "aws", "dataset": DATASET}
+    if action:
+        event["action"] = action
+    provider = get("eventSource")
+    if provider:
+        event["provider"] = provider
+    event_id = get("eventID")
+    if event_id:
+        event["id"] = event_id
+    if get("errorCode") or get("errorMessage"):
+        event["outcome"] = "failure"
+    elif isinstance(action, str):
+        event["outcome"] = _outcome_from_payload(rec, action)
+    else:
+        event["outcome"] = "success"
+    ct: dict[str, Any] = {}
+    mapped = _CATEGORY_LISTS.get(action) if isinstance(action, str) else None
+    if mapped is not None:
+        event["category"] = mapped[0].copy()
+        event["type"] = mapped[1].copy()
+    else:
+        event["type"] = ["info"]
+    if action == "ConsoleLogin":
+        _console_login(get("additionalEventData"), ct)
+    cloud: dict[str, Any] = {"provider": "aws"}
+    region = get("awsRegion")
+    if region or _kept(region):
+        cloud["region"] = region
+    doc: dict[str, Any] = {"@timestamp": timestamp, "event": event, "cloud": cloud,
+                           "aws": {"cloudtrail": ct}, "ecs": {"version": ECS_VERSION}}
+    scalar = _SCALAR_MAP.get
+    for src, value in rec.items():
+        dst = scalar(src)
+        if dst is not None and value is not None and value != "":
+            ct[dst] = value
+    # Free-form payloads: the object under ``flattened`` and a compact JSON string (like Elastic).
+    flattened: dict[str, Any] = {}
+    params = get("requestParameters")
+    if params is not None and params != "":
+        flattened["request_parameters"] = params
+        ct["request_parameters"] = params if isinstance(params, str) else _dumps(params).decode()
+    response = get("responseElements")
+    if response is not None and response != "":
+        flattened["response_elements"] = response
+        ct["response_elements"] = response if isinstance(response, str) else _dumps(response).decode()
+    extra = get("additionalEventData")
+    if extra is not None and extra != "":
+        flattened["additional_eventdata"] = extra
+        ct["additional_eventdata"] = extra if isinstance(extra, str) else _dumps(extra).decode()
+    details = get("serviceEventDetails")
+    if details is not None and details != "":
+        flattened["service_event_details"] = details
+        ct["service_event_details"] = details if isinstance(details, str) else _dumps(details).decode()
+    ct["flattened"] = flattened
+    user: dict[str, Any] = {}
+    related_user: list[str] = []
+    ui = get("userIdentity")
+    if isinstance(ui, dict):
+        ui_get = ui.get
+        ct_ui: dict[str, Any] = {}
+        for src, dst in _IDENTITY:
+            value = ui_get(src)
+            if value:
+                ct_ui[dst] = value
+        name = ui_get("userName")
+        if isinstance(name, str) and name:
+            related_user.append(name)
+            user["name"] = name
+        principal = ui_get("principalId")
+        if principal:
+            user["id"] = principal
+        account = ui_get("accountId")
+        if account:
+            cloud["account"] = {"id": account}
+        sc = ui_get("sessionContext")
+        if isinstance(sc, dict):
+            _session_context(sc, ct_ui, user)
+        if ct_ui:
+            ct["user_identity"] = ct_ui
+    if "name" not in user and isinstance(extra, dict):
+        extra_name = extra.get("UserName")
+        if isinstance(extra_name, str):
+            user["name"] = extra_name
+            add_unique(related_user, extra_name)
+    if isinstance(params, dict) or isinstance(response, dict):
+        _targets(params, response, user, doc, related_user)
+    related: dict[str, Any] = {}
+    address = get("sourceIPAddress")
+    if isinstance(address, str) and address:
+        ip = as_ip(address)
+        if ip is not None:
+            doc["source"] = {"address": address, "ip": ip}
+            related["ip"] = [ip]
+        elif "." in address and " " not in address:
+            doc["source"] = {"address": address, "domain": address}  # a service principal, ec2.amazonaws.com
+        else:
+            doc["source"] = {"address": address}
+    agent = get("userAgent")
+    if agent:
+        doc["user_agent"] = {"original": agent}
+    tls = get("tlsDetails")
+    if isinstance(tls, dict):
+        _tls(tls, doc)
+    if user:
+        doc["user"] = user
+    if related_user:
+        doc["related"] = {"user": related_user, **related}
+    elif related:
+        doc["related"] = related
+    return doc

@@ -1,0 +1,96 @@
+"""Pieces shared by every source parser: options, the no-raise boundary and ECS helpers."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from parsers.base import ErrorType, ParseFailure, ParseResult, SourceRecord
+from parsers.limits import InputRejected
+from parsers.redaction import PathRedactor
+from parsers.timestamps import Clock, epoch_ms_to_iso, format_ms, system_clock
+from siem.config import ParserSettings
+
+ECS_VERSION = "8.11.0"  # the ECS version of the field set we emit (same as Elastic's integrations)
+
+
+@dataclass(slots=True)
+class ParserOptions:
+    """What a parser needs from :class:`ParserSettings`, resolved once (not per event)."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    max_depth: int = 64
+    keep_original: bool = False
+    k8s_stages: frozenset[str] = frozenset({"ResponseComplete", "Panic"})
+    redactor: PathRedactor = field(default_factory=lambda: PathRedactor(()))
+    clock: Clock = system_clock
+
+    @classmethod
+    def from_settings(cls, settings: ParserSettings, clock: Clock | None = None) -> ParserOptions:
+        return cls(
+            max_bytes=settings.max_message_bytes,
+            max_depth=settings.max_depth,
+            keep_original=settings.keep_original,
+            k8s_stages=frozenset(settings.k8s_stages),
+            redactor=PathRedactor(settings.extra_redaction_paths),
+            clock=clock or system_clock,
+        )
+
+
+def run_guarded(record: SourceRecord, parser: Callable[[SourceRecord, ParseResult], None]) -> ParseResult:
+    """The no-raise boundary: bad input and parser bugs both become DLQ entries with the original bytes."""
+    result = ParseResult()
+    try:
+        parser(record, result)
+    except InputRejected as exc:
+        result.failures.append(ParseFailure(exc.error_type, exc.message, record.value))
+    except RecursionError:
+        result.failures.append(ParseFailure(ErrorType.TOO_DEEP, "input nested too deeply", record.value))
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the consumer
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        result.failures.append(ParseFailure(ErrorType.INTERNAL, message, record.value))
+    return result
+
+
+def item_failure(exc: Exception, original: bytes, index: int) -> ParseFailure:
+    """Failure of one item inside a batch (S3 file, EventList, JSON lines); the others still parse."""
+    if isinstance(exc, InputRejected):
+        return ParseFailure(exc.error_type, exc.message, original, index)
+    return ParseFailure(ErrorType.INTERNAL, f"{type(exc).__name__}: {exc}"[:500], original, index)
+
+
+def fallback_timestamp(record: SourceRecord, clock: Clock) -> str:
+    """For events that carry no time at all: the Kafka record time, else the ingest clock."""
+    if record.timestamp_ms is not None and record.timestamp_ms > 0:
+        return epoch_ms_to_iso(record.timestamp_ms)
+    return format_ms(clock())
+
+
+def now_iso(clock: Clock) -> str:
+    now: datetime = clock()
+    return format_ms(now)
+
+
+@lru_cache(maxsize=65536)
+def as_ip(value: str) -> str | None:
+    """``value`` if it is an IP address (IPv4/IPv6, optional zone), else None. Cached: sources repeat IPs."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return value
+
+
+def put(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set only non-empty values, as Elastic's pipelines drop nulls and empty strings."""
+    if value is not None and value != "" and value != [] and value != {}:
+        target[key] = value
+
+
+def add_unique(values: list[str], value: Any) -> None:
+    if isinstance(value, str) and value and value not in values:
+        values.append(value)

@@ -1,0 +1,114 @@
+"""Size, compression, encoding and nesting limits applied before any source-specific parsing.
+
+Everything here raises :class:`InputRejected`, which the parsers turn into a :class:`ParseFailure`: a bad record
+must reach the DLQ with a precise reason, never crash the consumer.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+
+from parsers.base import ErrorType
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputRejected(Exception):  # noqa: N818 - a signal inside parsers, never leaves them
+    """Raised inside a parser for bad input; caught at the parser boundary and turned into a DLQ entry."""
+
+    def __init__(self, error_type: ErrorType, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def check_size(data: bytes, max_bytes: int, what: str = "record") -> None:
+    if len(data) > max_bytes:
+        raise InputRejected(ErrorType.OVERSIZE, f"{what} is {len(data)} bytes, limit is {max_bytes}")
+
+
+def gunzip_limited(data: bytes, max_bytes: int) -> bytes:
+    """Decompress gzip without ever holding more than ``max_bytes`` (a small bomb must not exhaust memory)."""
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = decompressor.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise InputRejected(ErrorType.DECODE, f"invalid gzip data: {exc}") from None
+    if len(out) > max_bytes or decompressor.unconsumed_tail:
+        raise InputRejected(ErrorType.OVERSIZE, f"gzip payload decompresses to more than {max_bytes} bytes")
+    if not decompressor.eof:
+        raise InputRejected(ErrorType.DECODE, "truncated gzip data")
+    return out
+
+
+def unwrap_payload(data: bytes, max_bytes: int) -> bytes:
+    """Apply the size limit and transparently decompress gzip (S3 objects, CloudWatch Logs subscriptions)."""
+    check_size(data, max_bytes)
+    if data[:2] == GZIP_MAGIC:
+        return gunzip_limited(data, max_bytes)
+    return data
+
+
+def _depth_exceeds(obj: Any, max_depth: int) -> bool:
+    # Iterative walk: a recursive one would itself hit Python's recursion limit on hostile input.
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
+
+
+def check_depth(obj: Any, raw: bytes | str, max_depth: int) -> None:
+    """Reject JSON nested deeper than ``max_depth`` containers.
+
+    Counting brackets in the raw text is a cheap upper bound on depth: when it is within the limit (almost
+    always) the exact walk is skipped, which keeps the hot path fast.
+    """
+    if isinstance(raw, str):
+        brackets = raw.count("{") + raw.count("[")
+    else:
+        brackets = raw.count(b"{") + raw.count(b"[")
+    if brackets <= max_depth:
+        return
+    if _depth_exceeds(obj, max_depth):
+        raise InputRejected(ErrorType.TOO_DEEP, f"JSON nesting deeper than {max_depth} levels")
+
+
+def loads_json(data: bytes | str, max_depth: int) -> Any:
+    """Parse JSON with orjson, classifying failures as undecodable bytes, invalid JSON or too deep."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if isinstance(data, bytes):
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                raise InputRejected(ErrorType.DECODE, f"not valid UTF-8: {uexc}") from None
+        message = str(exc)
+        if "recursion" in message.lower():
+            raise InputRejected(ErrorType.TOO_DEEP, f"JSON nesting deeper than {max_depth} levels") from None
+        raise InputRejected(ErrorType.JSON, f"invalid JSON: {message}") from None
+    # check_depth, inlined: this runs once per record. Only containers can nest, so scalars need no check.
+    if isinstance(obj, dict | list):
+        if isinstance(data, str):
+            brackets = data.count("{") + data.count("[")
+        else:
+            brackets = data.count(b"{") + data.count(b"[")
+        if brackets > max_depth and _depth_exceeds(obj, max_depth):
+            raise InputRejected(ErrorType.TOO_DEEP, f"JSON nesting deeper than {max_depth} levels")
+    return obj
+
+
+def decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputRejected(ErrorType.DECODE, f"not valid UTF-8: {exc}") from None

@@ -1,0 +1,176 @@
+"""Timestamp parsing to ECS ``@timestamp`` strings: ISO-8601 UTC with millisecond precision and a ``Z``.
+
+A timestamp that is present but cannot be parsed is bad input (``InputRejected(TIMESTAMP)``): indexing such an
+event at "now" would silently move it out of every detection window. Callers decide what a *missing* timestamp
+means (usually: fall back to the Kafka record time).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+from parsers.base import ErrorType
+from parsers.limits import InputRejected
+
+Clock = Callable[[], datetime]
+
+# Extended ISO-8601 / RFC 3339, also with a space instead of "T" and any number of fraction digits. Handled
+# without datetime parsing in the common UTC case because it is on every event's hot path.
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?"
+)
+_APACHE = "%d/%b/%Y:%H:%M:%S %z"
+_RFC3164 = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})")
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                        "Nov", "Dec"), start=1)}
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_ms(dt: datetime) -> str:
+    """ECS timestamp string; naive datetimes are taken as UTC."""
+    tz = dt.tzinfo
+    if tz is not None and tz is not UTC:
+        dt = dt.astimezone(UTC)
+    # isoformat is one C call: "YYYY-MM-DDTHH:MM:SS.mmm" (milliseconds truncated), then "+00:00" if aware.
+    return dt.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+def epoch_ms_to_iso(ms: int) -> str:
+    return format_ms(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms))
+
+
+def _bad(value: object) -> InputRejected:
+    return InputRejected(ErrorType.TIMESTAMP, f"cannot parse timestamp {str(value)[:100]!r}")
+
+
+def _from_epoch(value: float) -> str:
+    # Magnitude tells the unit: seconds (zap, logrus), milliseconds (pino, bunyan), micro- or nanoseconds.
+    magnitude = abs(value)
+    if magnitude >= 1e17:
+        value /= 1e9
+    elif magnitude >= 1e14:
+        value /= 1e6
+    elif magnitude >= 1e11:
+        value /= 1e3
+    try:
+        return format_ms(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=value))
+    except (OverflowError, ValueError):
+        raise _bad(value) from None
+
+
+def _offset(tz: str) -> timezone:
+    sign = -1 if tz[0] == "-" else 1
+    digits = tz[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        raise ValueError("bad offset")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _from_iso_match(m: re.Match[str]) -> str:
+    year, month, day, hour, minute, second, frac, tz = m.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    dt = datetime(int(year), int(month), int(day), int(hour), int(minute), min(int(second), 59), micro)
+    if tz is None or tz in ("Z", "z", "UTC"):
+        return f"{year}-{month}-{day}T{hour}:{minute}:{dt.second:02d}.{micro // 1000:03d}Z"
+    return format_ms(dt.replace(tzinfo=_offset(tz)))
+
+
+# Calendar dates ("YYYY-MM-DD") already checked by the fast path; events of a day share one, so this stays small.
+_DATES: dict[str, bool] = {}
+_DATES_MAX = 4096
+
+
+def _date_ok(date: str) -> bool:
+    ok = False
+    if date[4] == "-" and date[7] == "-" and date[:4].isdigit() and date[5:7].isdigit() and date[8:].isdigit():
+        try:
+            datetime(int(date[:4]), int(date[5:7]), int(date[8:]))
+            ok = True
+        except ValueError:
+            ok = False
+    if len(_DATES) >= _DATES_MAX:
+        _DATES.clear()
+    _DATES[date] = ok
+    return ok
+
+
+def fast_utc_seconds(text: str) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` (CloudTrail's eventTime shape) -> ECS string by slicing, or None when the text
+    is not exactly that shape (then the general parser decides). Strict: ASCII digits, real calendar date,
+    hour < 24, minute and second < 60 (leap seconds and anything odd take the general path)."""
+    if not (len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[13] == ":" and text[16] == ":"
+            and text.isascii()):
+        return None
+    ok = _DATES.get(text[:10])
+    if ok is None:
+        ok = _date_ok(text[:10])
+    hour, minute, second = text[11:13], text[14:16], text[17:19]
+    if (ok and hour.isdigit() and minute.isdigit() and second.isdigit()
+            and hour < "24" and minute < "60" and second < "60"):
+        return text[:19] + ".000Z"
+    return None
+
+
+def parse_timestamp(value: object) -> str:
+    """Parse a timestamp in any of the shapes the sources use; raise ``InputRejected`` if it is unparseable."""
+    if type(value) is str and len(value) == 20:
+        fast = fast_utc_seconds(value)
+        if fast is not None:
+            return fast
+    if isinstance(value, bool):
+        raise _bad(value)
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if not isinstance(value, str):
+        raise _bad(value)
+    text = value.strip()
+    m = _ISO.fullmatch(text)
+    try:
+        if m is not None:
+            return _from_iso_match(m)
+        if text.replace(".", "", 1).isdigit():
+            return _from_epoch(float(text))
+        if "/" in text and ":" in text:
+            return format_ms(datetime.strptime(text, _APACHE))
+        return format_ms(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):
+        raise _bad(value) from None
+
+
+def parse_iso_or_none(value: object) -> str | None:
+    """Lenient variant for secondary fields (e.g. session creation dates): unparseable means absent."""
+    if not isinstance(value, str):
+        return None
+    if len(value) == 20:
+        fast = fast_utc_seconds(value)
+        if fast is not None:
+            return fast
+    m = _ISO.fullmatch(value)
+    if m is None:
+        return None
+    try:
+        return _from_iso_match(m)
+    except ValueError:
+        return None
+
+
+def parse_rfc3164(text: str, reference: datetime) -> str:
+    """BSD syslog timestamps have no year: take the reference's, or the previous one if that lands in the future."""
+    m = _RFC3164.fullmatch(text)
+    if m is None or m.group(1) not in _MONTHS:
+        raise _bad(text)
+    month = _MONTHS[m.group(1)]
+    try:
+        dt = datetime(reference.year, month, int(m.group(2)), int(m.group(3)), int(m.group(4)),
+                      int(m.group(5)), tzinfo=UTC)
+        if dt - reference > timedelta(days=1):
+            dt = dt.replace(year=reference.year - 1)
+    except ValueError:
+        raise _bad(text) from None
+    return format_ms(dt)

@@ -1,0 +1,101 @@
+"""Incident store against the real local Elasticsearch: create, attach, optimistic concurrency, timeline."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from correlation.incidents.builder import Signal, signal_from_alert
+from correlation.incidents.es_backend import ElasticsearchBackend
+from correlation.incidents.model import Incident, Status, change_status
+from correlation.incidents.store import IncidentFilter, IncidentStore, VersionConflict
+from siem.config import IncidentSettings
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_735_732_800_000
+
+
+def sig(doc: dict[str, Any], settings: IncidentSettings, level: str = "high") -> Signal:
+    signal = signal_from_alert(doc, settings, level)
+    assert signal is not None
+    return signal
+
+
+def mut(change: Callable[..., None], *args: Any) -> Callable[[Incident], bool]:
+    def mutate(incident: Incident) -> bool:
+        change(incident, *args)
+        return True
+
+    return mutate
+ARN = "arn:aws:iam::123456789012:user/mallory"
+
+
+def alert_doc(n: int, ts_ms: int) -> dict[str, Any]:
+    return {
+        "@timestamp": ts_ms,
+        "event": {"kind": "alert", "id": f"alert-{n}", "severity": 73},
+        "rule": {"id": "r-console", "name": "Console login without MFA"},
+        "siem": {"level": "high", "source_event": {"id": f"event-{n}"}},
+        "aws": {"cloudtrail": {"user_identity": {"arn": ARN}}},
+        "source": {"ip": "203.0.113.5"},
+    }
+
+
+@pytest.fixture
+def es(local_stack):
+    client = Elasticsearch(local_stack.elasticsearch_url, request_timeout=30)
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    yield client, prefix
+    client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def test_incident_lifecycle_with_optimistic_concurrency(es):
+    client, prefix = es
+    settings = IncidentSettings()
+    backend = ElasticsearchBackend(client, f"{prefix}-incidents")
+    backend.ensure_index()
+    pipeline = IncidentStore(backend, settings, lambda: T0)
+    first = pipeline.record(sig(alert_doc(1, T0), settings, "high"))
+
+    # stale write is refused by Elasticsearch (if_seq_no / if_primary_term)
+    current = backend.get(first.id)
+    assert current is not None
+    doc, seq_no, term = current
+    responder = IncidentStore(backend, settings, lambda: T0 + 5)
+    at = "2025-01-01T12:00:05Z"
+    responder.update(first.id, mut(change_status, Status.ACKNOWLEDGED, "bob", at, "mine"))
+    with pytest.raises(VersionConflict):
+        backend.replace(first.id, doc, seq_no, term)
+
+    # a new process (empty cache) finds the open incident by search and attaches, keeping bob's change
+    restarted = IncidentStore(backend, settings, lambda: T0 + 10)
+    merged = restarted.record(sig(alert_doc(2, T0 + 60_000), settings, "high"))
+    assert merged.id == first.id
+    assert (merged.alert_count, merged.status, merged.alert_ids) == (2, Status.ACKNOWLEDGED, ["alert-1", "alert-2"])
+    assert [h.by for h in merged.history] == ["bob"]
+    # replay of the same alert: no double count
+    assert restarted.record(sig(alert_doc(2, T0 + 60_000), settings, "high")).alert_count == 2
+
+    found = restarted.search(IncidentFilter(statuses=["acknowledged"], entity=ARN, min_severity="high"))
+    assert [inc.id for inc in found] == [first.id]
+    assert restarted.search(IncidentFilter(statuses=["resolved"])) == []
+
+
+def test_timeline_reads_alert_and_event_indices(es):
+    client, prefix = es
+    settings = IncidentSettings()
+    backend = ElasticsearchBackend(client, f"{prefix}-incidents")
+    backend.ensure_index()
+    store = IncidentStore(backend, settings, lambda: T0)
+    incident = store.record(sig(alert_doc(1, T0), settings, "high"))
+    client.index(index=f"{prefix}-alerts-2025.01.01", id="alert-1", refresh=True,
+                 document={"@timestamp": "2025-01-01T12:00:01Z", "rule": {"name": "Console login"}})
+    client.index(index=f"{prefix}-events-cloudtrail-2025.01.01", id="event-1", refresh=True,
+                 document={"@timestamp": "2025-01-01T12:00:00Z", "event": {"action": "ConsoleLogin"}})
+    timeline = store.timeline(incident, f"{prefix}-alerts-*", f"{prefix}-events-*")
+    assert [(d["kind"], d["_id"]) for d in timeline] == [("event", "event-1"), ("alert", "alert-1")]

@@ -1,0 +1,215 @@
+"""Incidents: opening, attaching by key within the period, idempotency, concurrency, triage history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from correlation.incidents.builder import Signal, entity_kind, signal_from_alert, signal_from_match
+from correlation.incidents.model import Incident, Status, TransitionError, add_note, assign, change_status
+from correlation.incidents.store import IncidentFilter, IncidentStore, MemoryBackend, VersionConflict
+from correlation.windows.engine import CorrelationEngine
+from correlation.windows.router import CorrelationRouter
+from correlation.windows.rules import load_correlations_from_yaml
+from siem.config import IncidentSettings
+
+ARN = "arn:aws:iam::123456789012:user/mallory"
+T0 = 1_735_732_800_000  # 2025-01-01T12:00:00Z
+
+
+def sig(doc: dict[str, Any], settings: IncidentSettings, level: str = "high") -> Signal:
+    signal = signal_from_alert(doc, settings, level)
+    assert signal is not None
+    return signal
+
+
+def mut(change: Callable[..., None], *args: Any) -> Callable[[Incident], bool]:
+    def mutate(incident: Incident) -> bool:
+        change(incident, *args)
+        return True
+
+    return mutate
+
+
+def alert_doc(n: int, ts_ms: int, level: str = "high", arn: str = ARN, ip: str = "203.0.113.5") -> dict[str, Any]:
+    return {
+        "@timestamp": ts_ms,
+        "event": {"kind": "alert", "id": f"alert-{n}", "severity": 73},
+        "rule": {"id": "r-console", "name": "Console login without MFA"},
+        "siem": {"level": level, "source_event": {"id": f"event-{n}"}},
+        "threat": {"tactic": {"name": ["initial-access"]}, "technique": {"id": ["T1078"]}},
+        "aws": {"cloudtrail": {"user_identity": {"arn": arn}}},
+        "source": {"ip": ip},
+    }
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make_store(**overrides):
+    settings = IncidentSettings(**overrides)
+    backend = MemoryBackend()
+    return IncidentStore(backend, settings, Clock()), backend, settings
+
+
+def test_alert_below_level_or_without_entity_opens_nothing():
+    settings = IncidentSettings()
+    assert signal_from_alert(alert_doc(1, T0, level="medium"), settings, "high") is None
+    doc = alert_doc(1, T0)
+    del doc["aws"], doc["source"]
+    assert signal_from_alert(doc, settings, "high") is None
+
+
+def test_alerts_with_same_key_attach_within_period_then_open_new():
+    store, backend, settings = make_store(attach_window_s=600)
+    first = store.record(sig(alert_doc(1, T0), settings, "high"))
+    second = store.record(sig(alert_doc(2, T0 + 300_000, ip="198.51.100.7"), settings, "high"))
+    assert second.id == first.id
+    assert (second.alert_count, second.alert_ids, second.evidence_event_ids) == (
+        2, ["alert-1", "alert-2"], ["event-1", "event-2"])
+    assert second.entities["users"] == [ARN] and second.entities["ips"] == ["203.0.113.5", "198.51.100.7"]
+    assert (second.tactics, second.techniques, second.severity) == (["initial-access"], ["T1078"], "high")
+    assert second.first_seen == "2025-01-01T12:00:00.000Z" and second.last_seen == "2025-01-01T12:05:00.000Z"
+    # 11 minutes after the last alert: outside the 10 minute period -> a new incident
+    third = store.record(sig(alert_doc(3, T0 + 960_000), settings, "high"))
+    assert third.id != first.id and len(backend.docs) == 2
+
+
+def test_replayed_alert_is_not_counted_twice():
+    store, backend, settings = make_store()
+    signal = sig(alert_doc(1, T0), settings, "high")
+    store.record(signal)
+    fresh = IncidentStore(backend, settings, Clock())  # restarted process: empty key cache
+    again = fresh.record(signal)
+    assert again.alert_count == 1 and len(backend.docs) == 1 and fresh.stats.duplicates == 1
+
+
+def test_resolved_incident_is_not_reused():
+    store, backend, settings = make_store()
+    first = store.record(sig(alert_doc(1, T0), settings, "high"))
+    store.update(first.id, mut(change_status, Status.RESOLVED, "bob", "t", "done"))
+    second = store.record(sig(alert_doc(2, T0 + 1000), settings, "high"))
+    assert second.id != first.id
+
+
+class ConflictOnce(MemoryBackend):
+    """A responder writes between the pipeline's get and index."""
+
+    def __init__(self):
+        super().__init__()
+        self.armed = False
+
+    def replace(self, incident_id, doc, seq_no, primary_term):
+        if self.armed:
+            self.armed = False
+            stored, _ = self.docs[incident_id]
+            responder = dict(stored, status="acknowledged", assignee="alice")
+            MemoryBackend.replace(self, incident_id, responder, seq_no, primary_term)
+        MemoryBackend.replace(self, incident_id, doc, seq_no, primary_term)
+
+
+def test_concurrent_update_retries_and_keeps_both_changes():
+    settings = IncidentSettings()
+    backend = ConflictOnce()
+    store = IncidentStore(backend, settings, Clock())
+    first = store.record(sig(alert_doc(1, T0), settings, "high"))
+    backend.armed = True
+    merged = store.record(sig(alert_doc(2, T0 + 1000), settings, "high"))
+    assert store.stats.conflicts == 1
+    assert (merged.id, merged.alert_count, merged.status, merged.assignee) == (
+        first.id, 2, Status.ACKNOWLEDGED, "alice")
+
+
+def test_memory_backend_rejects_stale_write():
+    backend = MemoryBackend()
+    backend.create("x", {"a": 1})
+    current = backend.get("x")
+    assert current is not None
+    _, seq, term = current
+    backend.replace("x", {"a": 2}, seq, term)
+    with pytest.raises(VersionConflict):
+        backend.replace("x", {"a": 3}, seq, term)
+    with pytest.raises(VersionConflict):
+        backend.create("x", {})
+
+
+def test_status_changes_are_recorded_and_validated():
+    store, _, settings = make_store()
+    inc = store.record(sig(alert_doc(1, T0), settings, "high"))
+    inc = store.update(inc.id, mut(change_status, Status.ACKNOWLEDGED, "bob", "t1", "looking"))
+    inc = store.update(inc.id, mut(assign, "carol", "bob", "t2"))
+    inc = store.update(inc.id, mut(add_note, "MFA reset", "carol", "t3"))
+    inc = store.update(inc.id, mut(change_status, Status.FALSE_POSITIVE, "carol", "t4", "test acct"))
+    inc = store.update(inc.id, mut(change_status, Status.OPEN, "dave", "t5", "not a test"))
+    assert [(h.by, h.action, h.from_status, h.to_status, h.reason) for h in inc.history] == [
+        ("bob", "status", Status.OPEN, Status.ACKNOWLEDGED, "looking"),
+        ("bob", "assign:carol", None, None, None),
+        ("carol", "note", None, None, "MFA reset"),
+        ("carol", "status", Status.ACKNOWLEDGED, Status.FALSE_POSITIVE, "test acct"),
+        ("dave", "status", Status.FALSE_POSITIVE, Status.OPEN, "not a test"),
+    ]
+    with pytest.raises(TransitionError):
+        change_status(inc, Status.OPEN, "x", "t6")
+
+
+def test_filters():
+    store, _, settings = make_store()
+    store.record(sig(alert_doc(1, T0), settings, "high"))
+    store.record(sig(alert_doc(2, T0, level="critical", arn="arn:aws:iam::1:role/x"), settings, "high"))
+    assert len(store.search(IncidentFilter())) == 2
+    assert len(store.search(IncidentFilter(min_severity="critical"))) == 1
+    assert len(store.search(IncidentFilter(entity="arn:aws:iam::1:role/x"))) == 1
+    assert len(store.search(IncidentFilter(rule="Console login without MFA", statuses=["open"]))) == 2
+    assert store.search(IncidentFilter(since_ms=T0 + 1)) == []
+
+
+def test_entity_kinds():
+    assert entity_kind("aws.cloudtrail.user_identity.arn", "arn:aws:sts::1:assumed-role/Admin/x") == "roles"
+    assert entity_kind("orchestrator.namespace", "prod") == "namespaces"
+    assert entity_kind("kubernetes.pod.name", "web-1") == "pods"
+    assert entity_kind("cloud.account.id", "123") == "accounts"
+    assert entity_kind("kubernetes.audit.user.username", "system:admin") == "users"
+
+
+def test_correlation_match_opens_incident_keyed_by_group_by():
+    text = """
+title: Many failed
+id: bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb
+level: critical
+tags: [attack.credential-access, attack.t1110.001]
+correlation:
+    type: event_count
+    rules: [fl]
+    group-by: [user.name]
+    timespan: 1m
+    condition: {gte: 2}
+---
+title: Failed login
+name: fl
+id: 11111111-1111-1111-1111-111111111111
+logsource: {product: test}
+detection: {sel: {x: 1}, condition: sel}
+"""
+    _, compiled = load_correlations_from_yaml(text)
+    router = CorrelationRouter(compiled, entity_fields=["source.ip"])
+    engine = CorrelationEngine(compiled, allowed_lateness_ms=0)
+    matches = []
+    for n in range(2):
+        fields = {"user.name": "eve", "source.ip": f"10.0.0.{n}"}
+        for inp in router.route("11111111-1111-1111-1111-111111111111", "fl", fields.get, T0 + n, f"a{n}", f"e{n}"):
+            matches.extend(engine.process(inp))
+    store, _, settings = make_store()
+    incident = store.record(signal_from_match(compiled[0], matches[0], settings))
+    assert incident.key == "corr:bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:user.name=eve"
+    assert (incident.severity, incident.techniques) == ("critical", ["T1110.001"])
+    assert incident.tactics == ["credential-access"]
+    assert incident.entities["users"] == ["eve"] and incident.entities["ips"] == ["10.0.0.0", "10.0.0.1"]
+    assert incident.evidence_event_ids == ["e0", "e1"] and incident.correlation_ids == [matches[0].id]
+    assert incident.risk_score == 100.0 or incident.risk_score > 99

@@ -1,0 +1,166 @@
+"""The consumer loop's delivery guarantees, with fakes behind the consumer/producer/transport interfaces."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+
+from indexing.bulk import BulkSink
+from ingest.detect import DetectStage, NoRules
+from ingest.runner import StageRunner
+from parsers.base import SourceRecord
+from siem.config import ElasticsearchSettings, PipelineSettings
+from tests.unit.runtime_fakes import FakeConsumer, FakeProducer, FakeTransport, JsonTestParser
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _record(offset: int, value: bytes, partition: int = 0) -> SourceRecord:
+    return SourceRecord("raw", partition, offset, value)
+
+
+def _good(offset: int, partition: int = 0) -> SourceRecord:
+    return _record(offset, orjson.dumps({"id": f"e{partition}-{offset}"}), partition)
+
+
+def _build(records: list[SourceRecord], transport: FakeTransport, clock: FakeClock | None = None):
+    clock = clock or FakeClock()
+    consumer = FakeConsumer(records)
+    producer = FakeProducer()
+    stage = DetectStage(
+        {"raw": JsonTestParser()}, NoRules(), ElasticsearchSettings(), PipelineSettings(), "siem.alerts", "siem.dlq"
+    )
+    sink = BulkSink(transport, max_actions=10, max_bytes=1 << 20, flush_interval_s=0.5, backoff_max_s=2.0, clock=clock)
+
+    def factory(on_revoked):
+        consumer.on_revoked = on_revoked
+        return consumer
+
+    runner = StageRunner(
+        "detect",
+        factory,
+        stage,
+        sink,
+        producer,
+        poll_timeout_ms=10,
+        poll_max_records=5,
+        shutdown_timeout_s=5,
+        commit_interval_s=0.0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    return runner, consumer, producer, clock
+
+
+def _run_steps(runner: StageRunner, clock: FakeClock, steps: int) -> None:
+    for _ in range(steps):
+        runner.step()
+        clock.now += 1.0
+
+
+def test_everything_indexed_then_committed_past_the_last_record():
+    transport = FakeTransport()
+    runner, consumer, producer, clock = _build([_good(i) for i in range(23)], transport)
+    _run_steps(runner, clock, 10)
+    assert len(transport.indexed) == 23
+    assert consumer.committed == {("raw", 0): 23}
+    assert producer.flushed >= 1  # producer flushed before each commit
+
+
+def test_outage_pauses_fetching_commits_nothing_new_and_loses_nothing():
+    transport = FakeTransport()
+    runner, consumer, _, clock = _build([_good(i) for i in range(40)], transport)
+    _run_steps(runner, clock, 2)
+    committed_before = dict(consumer.committed)
+    transport.down = True
+    _run_steps(runner, clock, 6)
+    assert consumer.paused, "partitions must be paused while Elasticsearch is down"
+    assert consumer.committed == committed_before, "nothing may be committed while documents are undelivered"
+    assert consumer.queue, "records must stay in Kafka instead of piling up in memory"
+    transport.down = False
+    _run_steps(runner, clock, 30)
+    assert not consumer.paused
+    assert sorted(doc_id for _, doc_id in transport.indexed) == sorted(f"e0-{i}" for i in range(40))
+    assert consumer.committed == {("raw", 0): 40}
+
+
+def test_bad_input_and_refused_documents_go_to_the_dlq_with_their_reason():
+    transport = FakeTransport()
+    records = [
+        _good(0),
+        _record(1, b"{not json"),
+        _record(2, orjson.dumps({"id": "refused", "msg": "REFUSE"})),
+        _record(3, orjson.dumps({"boom": True})),
+        _record(4, orjson.dumps({"skip": True})),
+        _good(5),
+    ]
+    runner, consumer, producer, clock = _build(records, transport)
+    _run_steps(runner, clock, 8)
+    dlq_docs = [doc for (index, _), doc in transport.indexed.items() if index == "siem-dlq"]
+    reasons = {doc["dlq"]["offset"]: (doc["dlq"]["error_type"], doc["dlq"]["message"]) for doc in dlq_docs}
+    assert reasons[1][0] == "invalid_json"
+    assert reasons[2][0] == "mapping_error" and "document_parsing_exception" in reasons[2][1]
+    assert reasons[3][0] == "internal_error" and "parser bug" in reasons[3][1]
+    assert {t for t, _, _ in producer.sent} == {"siem.dlq"}
+    assert len(producer.sent) == 3
+    # the refused document's original bytes are kept in its DLQ entry
+    refused = next(doc for doc in dlq_docs if doc["dlq"]["offset"] == 2)
+    assert refused["dlq"]["doc_id"] == "refused"
+    assert consumer.committed == {("raw", 0): 6}
+
+
+def test_retryable_item_is_retried_and_blocks_the_commit_until_delivered():
+    transport = FakeTransport()
+    transport.throttle_once = {"e0-1"}
+    runner, consumer, _, clock = _build([_good(i) for i in range(3)], transport)
+    runner.step()
+    clock.now += 1.0
+    runner.step()
+    assert consumer.committed.get(("raw", 0), 0) <= 1
+    _run_steps(runner, clock, 6)
+    assert ("siem-events-test.events-2026.11.22", "e0-1") in transport.indexed
+    assert consumer.committed == {("raw", 0): 3}
+
+
+def test_revoke_drains_and_commits_revoked_partitions():
+    transport = FakeTransport()
+    runner, consumer, _, clock = _build([_good(i) for i in range(4)], transport)
+    runner.step()  # polled 4 records, buffered (not yet due)
+    assert consumer.on_revoked is not None
+    consumer.on_revoked({("raw", 0)})
+    assert len(transport.indexed) == 4
+    assert consumer.committed == {("raw", 0): 4}
+
+
+def test_shutdown_delivers_buffer_commits_and_closes():
+    transport = FakeTransport()
+    runner, consumer, producer, clock = _build([_good(i) for i in range(3)], transport)
+    stop = threading.Event()
+    runner.step()
+    stop.set()
+    runner.run(stop)
+    assert len(transport.indexed) == 3
+    assert consumer.committed == {("raw", 0): 3}
+    assert consumer.closed and producer.closed
+
+
+def test_shutdown_while_elasticsearch_is_down_commits_nothing_undelivered():
+    transport = FakeTransport()
+    transport.down = True
+    runner, consumer, _, clock = _build([_good(i) for i in range(3)], transport)
+    runner.step()
+    runner._shutdown_timeout_s = 0.3
+    runner.shutdown()
+    # position 0 = "start from the first record again": nothing undelivered is skipped
+    assert consumer.committed.get(("raw", 0), 0) == 0
+    assert consumer.closed
