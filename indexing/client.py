@@ -41,7 +41,16 @@ class ElasticsearchBulkTransport:
             outcome = next(iter(item.values()))
             error = outcome.get("error")
             if error:
-                statuses.append(ItemStatus(outcome["status"], error.get("type"), str(error.get("reason", ""))[:2000]))
+                statuses.append(ItemStatus(outcome["status"], error.get("type"), _reason(error)))
             else:
                 statuses.append(ItemStatus(outcome["status"]))
         return statuses
+
+
+def _reason(error: dict[str, Any]) -> str:
+    """The item's reason plus its root cause: "failed to parse field [x]" alone does not say what to fix."""
+    reason = str(error.get("reason", ""))[:1500]
+    cause = error.get("caused_by")
+    if isinstance(cause, dict):
+        reason += f" (caused by {cause.get('type')}: {str(cause.get('reason', ''))[:500]})"
+    return reason

@@ -19,7 +19,8 @@ TEXT_AND_KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": 8191, "fi
 DATE: dict[str, Any] = {"type": "date"}
 LONG: dict[str, Any] = {"type": "long"}
 FLOAT: dict[str, Any] = {"type": "float"}
-IP: dict[str, Any] = {"type": "ip"}
+# A malformed address must not send the whole event to the DLQ: the value stays in _source, unindexed.
+IP: dict[str, Any] = {"type": "ip", "ignore_malformed": True}
 BOOL: dict[str, Any] = {"type": "boolean"}
 # Searchable by exact value but not aggregated: these are long JSON strings.
 LONG_KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": 8191, "doc_values": False}
@@ -134,6 +135,85 @@ RULE_PROPERTIES: dict[str, Any] = {
     ),
 }
 
+# Incident documents (correlation/incidents/model.py); explicit so triage filters never depend on which
+# process created the index first.
+INCIDENT_PROPERTIES: dict[str, Any] = {
+    "@timestamp": DATE,
+    **_kw(
+        "id",
+        "key",
+        "status",
+        "severity",
+        "assignee",
+        "tactics",
+        "techniques",
+        "alert_ids",
+        "evidence_event_ids",
+        "correlation_ids",
+    ),
+    "title": {"type": "text", "fields": {"keyword": KEYWORD}},
+    "severity_score": LONG,
+    "risk_score": FLOAT,
+    "first_seen": DATE,
+    "last_seen": DATE,
+    "first_seen_ms": LONG,
+    "last_seen_ms": LONG,
+    "created": DATE,
+    "updated": DATE,
+    "alert_count": LONG,
+    "alert_ids_truncated": BOOL,
+    "evidence_event_count": LONG,
+    "rules": _obj(**_kw("id", "name", "level", "kind")),
+    "entities": {"type": "object", "dynamic": True},
+    "notes": _obj(text={"type": "text"}, **_kw("author"), at=DATE),
+    "history": _obj(**_kw("action", "actor", "from_status", "to_status", "reason"), at=DATE),
+}
+
+# Source-native fields that entity grouping and hunting rely on, typed explicitly.
+SOURCE_PROPERTIES: dict[str, Any] = {
+    "aws": _obj(
+        cloudtrail=_obj(
+            **_kw("event_type", "event_category", "error_code", "recipient_account_id", "request_id"),
+            error_message={"type": "keyword", "ignore_above": 8191},
+            user_identity=_obj(
+                **_kw("type", "arn", "access_key_id", "invoked_by"),
+                session_context=_obj(
+                    mfa_authenticated=KEYWORD,
+                    creation_date=KEYWORD,
+                    session_issuer=_obj(**_kw("type", "arn", "principal_id", "account_id")),
+                ),
+            ),
+        )
+    ),
+    "kubernetes": _obj(
+        audit=_obj(
+            **_kw("auditID", "stage", "verb", "level", "requestURI"),
+            user=_obj(**_kw("username", "uid", "groups")),
+            impersonatedUser=_obj(**_kw("username", "groups")),
+            objectRef=_obj(**_kw("resource", "subresource", "namespace", "name", "apiGroup", "apiVersion")),
+            responseStatus=_obj(code=LONG, **_kw("status", "reason")),
+            sourceIPs=IP,
+            userAgent=KEYWORD,
+            # kept as sent (microsecond strings); @timestamp is the parsed time
+            requestReceivedTimestamp=KEYWORD,
+            stageTimestamp=KEYWORD,
+        )
+    ),
+}
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+EVENT_PROPERTIES: dict[str, Any] = _deep_merge(ECS_PROPERTIES, SOURCE_PROPERTIES)
+
 DLQ_PROPERTIES: dict[str, Any] = {
     "@timestamp": DATE,
     "dlq": _obj(
@@ -189,6 +269,7 @@ def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
         f"{prefix}-incidents": {
             "index_patterns": [f"{prefix}-incidents*"],
             "composed_of": [ecs_base, rule_fields],
+            "template": {"mappings": {"properties": INCIDENT_PROPERTIES}},
             "priority": 200,
             "_meta": {"managed_by": "siem-pipeline"},
         },
@@ -204,7 +285,7 @@ def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
 def component_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]]:
     prefix = settings.index_prefix
     return {
-        f"{prefix}-ecs-base": {"template": _component(settings, ECS_PROPERTIES, 5000)},
+        f"{prefix}-ecs-base": {"template": _component(settings, EVENT_PROPERTIES, 5000)},
         f"{prefix}-rule-fields": {"template": {"mappings": {"properties": RULE_PROPERTIES}}},
     }
 

@@ -20,7 +20,6 @@ from parsers.cloudtrail_ecs import DATASET, build_ecs
 from parsers.common import ParserOptions, fallback_timestamp, item_failure, now_iso, run_guarded
 from parsers.ids import coordinate_id
 from parsers.limits import InputRejected, loads_json, unwrap_payload
-from parsers.redaction import may_hold_credentials, redact_credentials
 from parsers.timestamps import fast_utc_seconds, parse_timestamp
 
 # Keys CloudTrail uses, for records written with lower-cased keys (seen from some forwarders and data lakes).
@@ -37,8 +36,6 @@ _IDENTITY = [
 ]
 _CANONICAL_BY_LOWER = {k.lower(): k for k in _CANONICAL}
 _IDENTITY_BY_LOWER = {k.lower(): k for k in _IDENTITY}
-# Up to this many payload bytes the credential walk runs without the raw-bytes hint scan (see ``_parse``).
-_WALK_WITHOUT_HINT = 8192
 _DIGEST_KEYS = ("digestS3Bucket", "digestStartTime", "digestEndTime", "digestSignatureAlgorithm")
 
 
@@ -60,7 +57,6 @@ class CloudTrailParser:
 
     def __init__(self, options: ParserOptions | None = None) -> None:
         self.options = options or ParserOptions()
-        self._scan_credentials = True
         self._ingested = ""
 
     def parse(self, record: SourceRecord) -> ParseResult:
@@ -73,9 +69,7 @@ class CloudTrailParser:
         options = self.options
         payload = unwrap_payload(record.value, options.max_bytes)
         obj = loads_json(payload, options.max_depth)
-        # Per record, not per event. Small records: walking their payloads for credential keys is cheaper than
-        # scanning the raw bytes for hints; large ones: the C-speed scan first skips the walk for most.
-        self._scan_credentials = len(payload) <= _WALK_WITHOUT_HINT or may_hold_credentials(payload)
+        # Per record, not per event. (Credentials are redacted per event, see build_ecs.)
         self._ingested = now_iso(options.clock)
         if (type(obj) is dict and ("eventName" in obj or "eventSource" in obj) and "Records" not in obj
                 and "logEvents" not in obj and "messageType" not in obj and "detail-type" not in obj):
@@ -139,15 +133,9 @@ class CloudTrailParser:
 
     def _event(self, rec: dict[str, Any], record: SourceRecord, index: int) -> ParsedEvent:
         options = self.options
-        if self._scan_credentials:
-            params = rec.get("responseElements")
-            if params:
-                redact_credentials(params)
-            params = rec.get("requestParameters")
-            if params:
-                redact_credentials(params)
         redactor = options.redactor
         if redactor:
+            # Extra paths first, credentials while building: both only replace values, so the order is free.
             redactor.apply(rec)
         event_time = rec.get("eventTime")
         if event_time is None:
@@ -156,7 +144,7 @@ class CloudTrailParser:
             timestamp = fast_utc_seconds(event_time) or parse_timestamp(event_time)
         else:
             timestamp = parse_timestamp(event_time)
-        doc = build_ecs(rec, timestamp)
+        doc = build_ecs(rec, timestamp, redact_credentials=True)
         event = doc["event"]
         event["ingested"] = self._ingested
         if options.keep_original:

@@ -8,12 +8,14 @@ in that test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from parsers.cloudtrail_categories import CATEGORIES
 from parsers.common import ECS_VERSION, add_unique, as_ip, put
+from parsers.redaction import redacted_json
 from parsers.timestamps import parse_iso_or_none
 
 DATASET = "aws.cloudtrail"
@@ -44,7 +46,6 @@ _PAYLOADS = (
     ("additionalEventData", "additional_eventdata"),
     ("serviceEventDetails", "service_event_details"),
 )
-_IDENTITY = (("type", "type"), ("arn", "arn"), ("accessKeyId", "access_key_id"), ("invokedBy", "invoked_by"))
 _ISSUER = (("type", "type"), ("principalId", "principal_id"), ("arn", "arn"), ("accountId", "account_id"))
 _dumps = orjson.dumps
 # event name -> (event.category, event.type) as lists, copied per document (documents must not share lists).
@@ -149,14 +150,31 @@ def _console_login(extra: Any, ct: dict[str, Any]) -> None:
         ct["console_login"] = {"additional_eventdata": out}
 
 
-def build_ecs(rec: dict[str, Any], timestamp: str) -> dict[str, Any]:
-    """The ECS document for one CloudTrail record (does not set ids, ingest time or event.original).
+def _payload_text(value: Any, redact: bool) -> str:
+    if isinstance(value, str):
+        return value
+    return redacted_json(value) if redact else _dumps(value).decode()
 
-    One pass over the record's top-level keys collects everything (instead of a lookup per known key), and
-    the document is built with literals; rare shapes (sign-in payloads, TLS details, IAM targets) are helpers.
-    """
-    get = rec.get
-    action = get("eventName")
+
+def _payloads(get: Callable[[str], Any], redact: bool) -> tuple[Any, Any, Any, Any, dict[str, str]]:
+    """The four free-form payloads and their JSON text (request/response redacted first when ``redact``)."""
+    texts: dict[str, str] = {}
+    params = get("requestParameters")
+    if params is not None and params != "":
+        texts["request_parameters"] = _payload_text(params, redact and bool(params))
+    response = get("responseElements")
+    if response is not None and response != "":
+        texts["response_elements"] = _payload_text(response, redact and bool(response))
+    extra = get("additionalEventData")
+    if extra is not None and extra != "":
+        texts["additional_eventdata"] = _payload_text(extra, False)
+    details = get("serviceEventDetails")
+    if details is not None and details != "":
+        texts["service_event_details"] = _payload_text(details, False)
+    return params, response, extra, details, texts
+
+
+def _event(get: Callable[[str], Any], rec: dict[str, Any], action: Any, ct: dict[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = {"kind": "event", "module": "aws", "dataset": DATASET}
     if action:
         event["action"] = action
@@ -172,7 +190,6 @@ def build_ecs(rec: dict[str, Any], timestamp: str) -> dict[str, Any]:
         event["outcome"] = _outcome_from_payload(rec, action)
     else:
         event["outcome"] = "success"
-    ct: dict[str, Any] = {}
     mapped = _CATEGORY_LISTS.get(action) if isinstance(action, str) else None
     if mapped is not None:
         event["category"] = mapped[0].copy()
@@ -181,79 +198,59 @@ def build_ecs(rec: dict[str, Any], timestamp: str) -> dict[str, Any]:
         event["type"] = ["info"]
     if action == "ConsoleLogin":
         _console_login(get("additionalEventData"), ct)
-    cloud: dict[str, Any] = {"provider": "aws"}
-    region = get("awsRegion")
-    if region or _kept(region):
-        cloud["region"] = region
-    doc: dict[str, Any] = {"@timestamp": timestamp, "event": event, "cloud": cloud,
-                           "aws": {"cloudtrail": ct}, "ecs": {"version": ECS_VERSION}}
-    scalar = _SCALAR_MAP.get
-    for src, value in rec.items():
-        dst = scalar(src)
-        if dst is not None and value is not None and value != "":
-            ct[dst] = value
-    # Free-form payloads: the object under ``flattened`` and a compact JSON string (like Elastic).
-    flattened: dict[str, Any] = {}
-    params = get("requestParameters")
-    if params is not None and params != "":
-        flattened["request_parameters"] = params
-        ct["request_parameters"] = params if isinstance(params, str) else _dumps(params).decode()
-    response = get("responseElements")
-    if response is not None and response != "":
-        flattened["response_elements"] = response
-        ct["response_elements"] = response if isinstance(response, str) else _dumps(response).decode()
-    extra = get("additionalEventData")
-    if extra is not None and extra != "":
-        flattened["additional_eventdata"] = extra
-        ct["additional_eventdata"] = extra if isinstance(extra, str) else _dumps(extra).decode()
-    details = get("serviceEventDetails")
-    if details is not None and details != "":
-        flattened["service_event_details"] = details
-        ct["service_event_details"] = details if isinstance(details, str) else _dumps(details).decode()
-    ct["flattened"] = flattened
-    user: dict[str, Any] = {}
-    related_user: list[str] = []
-    ui = get("userIdentity")
-    if isinstance(ui, dict):
-        ui_get = ui.get
-        ct_ui: dict[str, Any] = {}
-        for src, dst in _IDENTITY:
-            value = ui_get(src)
-            if value:
-                ct_ui[dst] = value
-        name = ui_get("userName")
-        if isinstance(name, str) and name:
-            related_user.append(name)
-            user["name"] = name
-        principal = ui_get("principalId")
-        if principal:
-            user["id"] = principal
-        account = ui_get("accountId")
-        if account:
-            cloud["account"] = {"id": account}
-        sc = ui_get("sessionContext")
-        if isinstance(sc, dict):
-            _session_context(sc, ct_ui, user)
-        if ct_ui:
-            ct["user_identity"] = ct_ui
-    if "name" not in user and isinstance(extra, dict):
-        extra_name = extra.get("UserName")
-        if isinstance(extra_name, str):
-            user["name"] = extra_name
-            add_unique(related_user, extra_name)
-    if isinstance(params, dict) or isinstance(response, dict):
-        _targets(params, response, user, doc, related_user)
+    return event
+
+
+def _identity(ui: dict[str, Any], ct: dict[str, Any], cloud: dict[str, Any], user: dict[str, Any],
+              related_user: list[str]) -> None:
+    ui_get = ui.get
+    ct_ui: dict[str, Any] = {}
+    value = ui_get("type")
+    if value:
+        ct_ui["type"] = value
+    value = ui_get("arn")
+    if value:
+        ct_ui["arn"] = value
+    value = ui_get("accessKeyId")
+    if value:
+        ct_ui["access_key_id"] = value
+    value = ui_get("invokedBy")
+    if value:
+        ct_ui["invoked_by"] = value
+    name = ui_get("userName")
+    if isinstance(name, str) and name:
+        related_user.append(name)
+        user["name"] = name
+    principal = ui_get("principalId")
+    if principal:
+        user["id"] = principal
+    account = ui_get("accountId")
+    if account:
+        cloud["account"] = {"id": account}
+    sc = ui_get("sessionContext")
+    if isinstance(sc, dict):
+        _session_context(sc, ct_ui, user)
+    if ct_ui:
+        ct["user_identity"] = ct_ui
+
+
+def _source(address: str, doc: dict[str, Any], related: dict[str, Any]) -> None:
+    ip = as_ip(address)
+    if ip is not None:
+        doc["source"] = {"address": address, "ip": ip}
+        related["ip"] = [ip]
+    elif "." in address and " " not in address:
+        doc["source"] = {"address": address, "domain": address}  # a service principal such as ec2.amazonaws.com
+    else:
+        doc["source"] = {"address": address}
+
+
+def _network(get: Callable[[str], Any], doc: dict[str, Any], user: dict[str, Any], related_user: list[str]) -> None:
+    """source, user_agent, tls, then the user and related objects collected so far."""
     related: dict[str, Any] = {}
     address = get("sourceIPAddress")
     if isinstance(address, str) and address:
-        ip = as_ip(address)
-        if ip is not None:
-            doc["source"] = {"address": address, "ip": ip}
-            related["ip"] = [ip]
-        elif "." in address and " " not in address:
-            doc["source"] = {"address": address, "domain": address}  # a service principal, ec2.amazonaws.com
-        else:
-            doc["source"] = {"address": address}
+        _source(address, doc, related)
     agent = get("userAgent")
     if agent:
         doc["user_agent"] = {"original": agent}
@@ -266,4 +263,54 @@ def build_ecs(rec: dict[str, Any], timestamp: str) -> dict[str, Any]:
         doc["related"] = {"user": related_user, **related}
     elif related:
         doc["related"] = related
+
+
+def build_ecs(rec: dict[str, Any], timestamp: str, redact_credentials: bool = False) -> dict[str, Any]:
+    """The ECS document for one CloudTrail record (does not set ids, ingest time or event.original).
+
+    With ``redact_credentials``, credential values in requestParameters and responseElements are redacted in
+    place (so in ``rec`` too) before anything reads them, using their JSON text as the hint (see
+    :func:`parsers.redaction.redacted_json`); otherwise ``rec`` must already be redacted.
+    Built with literals and one pass over the record's top-level keys; rare shapes are helpers.
+    """
+    get = rec.get
+    params, response, extra, details, texts = _payloads(get, redact_credentials)
+    action = get("eventName")
+    ct: dict[str, Any] = {}
+    event = _event(get, rec, action, ct)
+    cloud: dict[str, Any] = {"provider": "aws"}
+    region = get("awsRegion")
+    if region or _kept(region):
+        cloud["region"] = region
+    doc: dict[str, Any] = {"@timestamp": timestamp, "event": event, "cloud": cloud,
+                           "aws": {"cloudtrail": ct}, "ecs": {"version": ECS_VERSION}}
+    scalars = _SCALAR_MAP
+    for src, value in rec.items():
+        if src in scalars and value is not None and value != "":
+            ct[scalars[src]] = value
+    # Free-form payloads: the object under ``flattened`` and the JSON text (like Elastic).
+    flattened: dict[str, Any] = {}
+    if "request_parameters" in texts:
+        flattened["request_parameters"] = params
+    if "response_elements" in texts:
+        flattened["response_elements"] = response
+    if "additional_eventdata" in texts:
+        flattened["additional_eventdata"] = extra
+    if "service_event_details" in texts:
+        flattened["service_event_details"] = details
+    ct.update(texts)
+    ct["flattened"] = flattened
+    user: dict[str, Any] = {}
+    related_user: list[str] = []
+    ui = get("userIdentity")
+    if isinstance(ui, dict):
+        _identity(ui, ct, cloud, user, related_user)
+    if "name" not in user and isinstance(extra, dict):
+        extra_name = extra.get("UserName")
+        if isinstance(extra_name, str):
+            user["name"] = extra_name
+            add_unique(related_user, extra_name)
+    if isinstance(params, dict) or isinstance(response, dict):
+        _targets(params, response, user, doc, related_user)
+    _network(get, doc, user, related_user)
     return doc

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 MARKER = "[REDACTED]"
 
 CREDENTIAL_KEYS = frozenset(
@@ -32,44 +34,60 @@ assert all(any(h.decode() in k for h in _HINTS) for k in CREDENTIAL_KEYS)
 
 
 def may_hold_credentials(raw: bytes) -> bool:
-    # A JSON escape (``\\u0074oken``) could spell a credential key the byte scan cannot see: walk then too.
+    """Whether JSON text ``raw`` may spell a credential key. Also true for a JSON escape (``\\u0074oken``) and for
+    non-ASCII text (``str.lower`` folds e.g. the Kelvin sign to ``k``): the byte scan cannot see those keys."""
+    if not raw.isascii():
+        return True
     low = raw.lower()
     return (b"token" in low or b"secret" in low or b"password" in low or b"privatekey" in low
             or b"keymaterial" in low or b"certificatepem" in low or b"\\u" in low)
 
 
-# key -> is it a credential key; keys repeat across events (and orjson reuses the key objects), so a dict hit
-# replaces a lower() and a set lookup. Bounded: cleared when full.
-_KEY_IS_CREDENTIAL: dict[str, bool] = {}
-_KEY_CACHE_MAX = 65536
+_dumps = orjson.dumps
+
+# Keys already seen that are not credential keys: a dict whose keys are all in here (one C-level superset test)
+# needs no per-key check. Keys repeat across events, so this stays small; bounded (cleared when full).
+_CLEAN_KEYS: set[str] = set()
+_CLEAN_KEYS_MAX = 65536
 
 
-def _classify(key: str) -> bool:
-    hit = key.lower() in CREDENTIAL_KEYS
-    if len(_KEY_IS_CREDENTIAL) >= _KEY_CACHE_MAX:
-        _KEY_IS_CREDENTIAL.clear()
-    _KEY_IS_CREDENTIAL[key] = hit
-    return hit
+def _redact_keys(node: dict[str, Any]) -> None:
+    for key, value in node.items():
+        if key.lower() in CREDENTIAL_KEYS:
+            if value is not None and value != "":
+                node[key] = MARKER
+        else:
+            if len(_CLEAN_KEYS) >= _CLEAN_KEYS_MAX:
+                _CLEAN_KEYS.clear()
+            _CLEAN_KEYS.add(key)
 
 
 def redact_credentials(node: Any) -> None:
     """Replace credential-named values anywhere inside ``node`` (in place)."""
-    known = _KEY_IS_CREDENTIAL.get
+    clean = _CLEAN_KEYS
+    containers = (dict, list)
     stack = [node]
-    pop, push = stack.pop, stack.append
+    push = stack.append
     while stack:
-        current = pop()
+        current = stack.pop()
         if isinstance(current, dict):
-            for key, value in current.items():
-                hit = known(key)
-                if hit is None:
-                    hit = _classify(key)
-                if hit and value is not None and value != "":
-                    current[key] = MARKER
-                elif isinstance(value, dict | list):
+            if not clean.issuperset(current):
+                _redact_keys(current)
+            for value in current.values():
+                if isinstance(value, containers):
                     push(value)
         elif isinstance(current, list):
-            stack.extend(v for v in current if isinstance(v, dict | list))
+            stack.extend(v for v in current if isinstance(v, containers))
+
+
+def redacted_json(node: Any) -> str:
+    """``node`` as compact JSON text after redacting credential values in it (in place).
+
+    Walking the parsed payload's keys (each classified once, then a dict hit) is cheaper than scanning its
+    text for hints, and it sees every key however it was escaped in the input.
+    """
+    redact_credentials(node)
+    return _dumps(node).decode()
 
 
 def _redact_secret(obj: dict[str, Any]) -> None:

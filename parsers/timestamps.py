@@ -31,13 +31,31 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+# ".mmmZ" for every millisecond, and "YYYY-MM-DDTHH:MM:SS" per second already formatted: the ingest time is
+# formatted for every record, and formatting a datetime costs more than the rest of a small record's timestamps.
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+_SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}
+_SECONDS_MAX = 4096
+
+
+def _seconds_prefix(key: tuple[int, int, int, int, int, int]) -> str:
+    if len(_SECONDS) >= _SECONDS_MAX:
+        _SECONDS.clear()
+    year, month, day, hour, minute, second = key
+    prefix = _SECONDS[key] = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    return prefix
+
+
 def format_ms(dt: datetime) -> str:
     """ECS timestamp string; naive datetimes are taken as UTC."""
     tz = dt.tzinfo
     if tz is not None and tz is not UTC:
         dt = dt.astimezone(UTC)
-    # isoformat is one C call: "YYYY-MM-DDTHH:MM:SS.mmm" (milliseconds truncated), then "+00:00" if aware.
-    return dt.isoformat(timespec="milliseconds")[:23] + "Z"
+    key = (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)
+    prefix = _SECONDS.get(key)
+    if prefix is None:
+        prefix = _seconds_prefix(key)
+    return prefix + _MILLIS[dt.microsecond // 1000]
 
 
 def epoch_ms_to_iso(ms: int) -> str:
@@ -81,45 +99,67 @@ def _from_iso_match(m: re.Match[str]) -> str:
     return format_ms(dt.replace(tzinfo=_offset(tz)))
 
 
-# Calendar dates ("YYYY-MM-DD") already checked by the fast path; events of a day share one, so this stays small.
-_DATES: dict[str, bool] = {}
-_DATES_MAX = 4096
+# The fast path's strict shape checks, each done once per distinct value: "YYYY-MM-DDT" (a real calendar date)
+# and "HH:MM:SSZ" (hour < 24, minute and second < 60). Events of a day share the first, events of a second the
+# second; both bounded (cleared when full).
+_DATE_OK: dict[str, bool] = {}
+_TIME_OK: dict[str, bool] = {}
+_SHAPE_CACHE_MAX = 8192
 
 
 def _date_ok(date: str) -> bool:
     ok = False
-    if date[4] == "-" and date[7] == "-" and date[:4].isdigit() and date[5:7].isdigit() and date[8:].isdigit():
+    if (len(date) == 11 and date[4] == "-" and date[7] == "-" and date[10] == "T" and date.isascii()
+            and date[:4].isdigit() and date[5:7].isdigit() and date[8:10].isdigit()):
         try:
-            datetime(int(date[:4]), int(date[5:7]), int(date[8:]))
+            datetime(int(date[:4]), int(date[5:7]), int(date[8:10]))
             ok = True
         except ValueError:
             ok = False
-    if len(_DATES) >= _DATES_MAX:
-        _DATES.clear()
-    _DATES[date] = ok
+    if len(_DATE_OK) >= _SHAPE_CACHE_MAX:
+        _DATE_OK.clear()
+    _DATE_OK[date] = ok
+    return ok
+
+
+def _time_ok(time: str) -> bool:
+    hour, minute, second = time[:2], time[3:5], time[6:8]
+    ok = (len(time) == 8 and time[2] == ":" and time[5] == ":" and time.isascii()
+          and hour.isdigit() and minute.isdigit() and second.isdigit()
+          and hour < "24" and minute < "60" and second < "60")
+    if len(_TIME_OK) >= _SHAPE_CACHE_MAX:
+        _TIME_OK.clear()
+    _TIME_OK[time] = ok
     return ok
 
 
 def fast_utc_seconds(text: str) -> str | None:
-    """``YYYY-MM-DDTHH:MM:SSZ`` (CloudTrail's eventTime shape) -> ECS string by slicing, or None when the text
-    is not exactly that shape (then the general parser decides). Strict: ASCII digits, real calendar date,
-    hour < 24, minute and second < 60 (leap seconds and anything odd take the general path)."""
-    if not (len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[13] == ":" and text[16] == ":"
-            and text.isascii()):
+    """``YYYY-MM-DDTHH:MM:SS[.fff...]Z`` (CloudTrail's and Kubernetes' shapes) -> ECS string by slicing, or None
+    when the text is not exactly that shape (then the general parser decides). Strict: ASCII digits, a real
+    calendar date, hour < 24, minute and second < 60 (leap seconds and anything odd take the general path)."""
+    size = len(text)
+    if size < 20 or text[-1] != "Z":
         return None
-    ok = _DATES.get(text[:10])
-    if ok is None:
-        ok = _date_ok(text[:10])
-    hour, minute, second = text[11:13], text[14:16], text[17:19]
-    if (ok and hour.isdigit() and minute.isdigit() and second.isdigit()
-            and hour < "24" and minute < "60" and second < "60"):
+    date, time = text[:11], text[11:19]
+    date_ok = _DATE_OK.get(date)
+    if date_ok is None:
+        date_ok = _date_ok(date)
+    time_ok = _TIME_OK.get(time)
+    if time_ok is None:
+        time_ok = _time_ok(time)
+    if not (date_ok and time_ok):
+        return None
+    if size == 20:
         return text[:19] + ".000Z"
+    fraction = text[20:-1]
+    if text[19] == "." and fraction.isdigit() and fraction.isascii():
+        return f"{text[:19]}.{fraction[:3].ljust(3, '0')}Z"  # milliseconds, truncated like the general path
     return None
 
 
 def parse_timestamp(value: object) -> str:
     """Parse a timestamp in any of the shapes the sources use; raise ``InputRejected`` if it is unparseable."""
-    if type(value) is str and len(value) == 20:
+    if type(value) is str and len(value) >= 20:
         fast = fast_utc_seconds(value)
         if fast is not None:
             return fast
@@ -147,7 +187,7 @@ def parse_iso_or_none(value: object) -> str | None:
     """Lenient variant for secondary fields (e.g. session creation dates): unparseable means absent."""
     if not isinstance(value, str):
         return None
-    if len(value) == 20:
+    if len(value) >= 20:
         fast = fast_utc_seconds(value)
         if fast is not None:
             return fast

@@ -17,6 +17,7 @@ def _mount_subcommands() -> None:
     # Imported here so `siem --help` stays quick and one component's import error names itself.
     from correlation.detection.cli import rules_app
     from correlation.incidents.cli import incidents_app
+    from kibana.cli import setup_kibana_command
     from siem import ops_commands
     from siem.run_command import run
     from stack.cli import stack_app
@@ -26,6 +27,7 @@ def _mount_subcommands() -> None:
     app.command()(ops_commands.replay)
     app.command()(ops_commands.demo)
     app.command()(ops_commands.doctor)
+    ops_commands.setup_app.command("kibana")(setup_kibana_command)
     app.add_typer(ops_commands.setup_app, name="setup")
     app.add_typer(ops_commands.dlq_app, name="dlq")
     app.add_typer(ops_commands.config_app, name="config")

@@ -170,6 +170,9 @@ class StackSettings(_Component):
     """The embedded local stack (Kafka KRaft + Elasticsearch) started without Docker."""
 
     home: Path = Field(PROJECT_ROOT / ".stack", description="artifacts cache, data and logs")
+    cache_dir: Path | None = Field(
+        None, description="where resolved artifacts are kept; default <home>/cache (shareable between stacks)"
+    )
     kafka_version: str = "4.1.1"
     elasticsearch_version: str = "8.19.21"
     kafka_port: int = DEFAULT_KAFKA_PORT
@@ -188,6 +191,10 @@ class StackSettings(_Component):
         DEFAULT_ES_PORT + 100, description="node-to-node port; pinned so it cannot collide with another ES"
     )
 
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.home / "cache"
 
 class CorrelationSettings(_Component):
     """Sigma correlation windows (correlate stage)."""

@@ -13,6 +13,7 @@ import os
 import shutil
 import ssl
 import stat
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from siem.config import StackSettings
+from siem.errors import StackError
 
 from .base import LOOPBACK, ManagedService, Reporter
 from .host import check_traversable, chown_tree, ensure_system_user
@@ -116,16 +118,25 @@ class ElasticsearchService(ManagedService):
         security: bool = False,
         overrides: Mapping[str, Any] | None = None,
         probe_access: ProbeAccess | None = None,
+        config_files: Mapping[str, Path] | None = None,
+        secure_settings: Mapping[str, str] | None = None,
     ) -> None:
-        """``security``, ``overrides`` (TLS keys) and ``probe_access`` are the hooks for a secured node."""
+        """``security``, ``overrides`` (TLS keys) and ``probe_access`` are the hooks for a secured node.
+
+        ``config_files`` maps a path relative to the node's config directory to a file copied there on each
+        start (Elasticsearch reads TLS keys and certificates only from its config directory; ``overrides`` name
+        them by that relative path). ``secure_settings`` go into the node's keystore (e.g.
+        ``bootstrap.password``, the password of the ``elastic`` user until one is set through the API)."""
         super().__init__(settings, report, java_home)
-        self.cache_dir = settings.home / "cache"
+        self.cache_dir = settings.artifacts_dir
         self.config_dir = self.home / "config"
         self.data_dir = self.home / "data"
         self.tmp_dir = self.home / "tmp"
         self.security = security
         self.overrides = dict(overrides or {})
         self.probe_access = probe_access
+        self.config_files = dict(config_files or {})
+        self.secure_settings = dict(secure_settings or {})
         version = settings.elasticsearch_version
         self.unpacked = self.cache_dir / f"elasticsearch-{version}"
         self.dist = self.unpacked / f"elasticsearch-{version}"
@@ -155,8 +166,37 @@ class ElasticsearchService(ManagedService):
             self.settings, self.data_dir, self.logs_dir, security=self.security, overrides=self.overrides
         )
         (self.config_dir / "elasticsearch.yml").write_text(render_yaml(config), encoding="utf-8")
+        self._copy_config_files()
+        if self.secure_settings:
+            self._write_keystore()
         if os.geteuid() == 0:
             self._hand_over_to_service_user()
+
+    def _copy_config_files(self) -> None:
+        root = self.config_dir.resolve()
+        for relative, source in self.config_files.items():
+            target = (self.config_dir / relative).resolve()
+            if not target.is_relative_to(root):
+                raise StackError(f"elasticsearch: config file {relative!r} would land outside {self.config_dir}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.chmod(0o640)  # keys: readable by the owner (the service user after the hand-over) only
+
+    def _write_keystore(self) -> None:
+        """(Re)create the keystore holding ``secure_settings``; values go through stdin, never argv or logs."""
+        tool = str(self.dist / "bin" / "elasticsearch-keystore")
+        (self.config_dir / "elasticsearch.keystore").unlink(missing_ok=True)
+        steps: list[tuple[list[str], str | None]] = [([tool, "create"], None)]
+        steps += [([tool, "add", "--stdin", "--force", name], value) for name, value in self.secure_settings.items()]
+        for argv, value in steps:
+            result = subprocess.run(
+                argv, input=value, capture_output=True, text=True, env=self.environment(), check=False, timeout=120
+            )
+            if result.returncode != 0:
+                raise StackError(
+                    f"elasticsearch: `elasticsearch-keystore {' '.join(argv[1:])}` failed "
+                    f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
+                )
 
     def _hand_over_to_service_user(self) -> None:
         user = ensure_system_user(self.settings.elasticsearch_user)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from siem.config import StackSettings
@@ -123,20 +124,26 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def api_versions_ok(host: str, port: int, timeout_s: float = 3.0) -> bool:
+def api_versions_ok(
+    host: str, port: int, timeout_s: float = 3.0, ssl_context: ssl.SSLContext | None = None
+) -> bool:
     """Send an ApiVersions v0 request; error code 0 means the broker processes requests.
 
     A raw request keeps the probe free of client threads and logging; every broker version answers v0.
+    With ``ssl_context`` the request goes over TLS (SSL and SASL_SSL listeners: a SASL listener answers
+    ApiVersions before authentication, so the probe needs no credentials).
     """
     client_id = b"siem-stack-probe"
     body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _recv_exact(sock, 4)
-            (size,) = struct.unpack(">i", header)
-            payload = _recv_exact(sock, min(size, 64 * 1024))
-    except OSError:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            sock = ssl_context.wrap_socket(raw, server_hostname=host) if ssl_context is not None else raw
+            with sock:
+                sock.sendall(struct.pack(">i", len(body)) + body)
+                header = _recv_exact(sock, 4)
+                (size,) = struct.unpack(">i", header)
+                payload = _recv_exact(sock, min(size, 64 * 1024))
+    except OSError:  # ssl.SSLError is an OSError too
         return False
     if len(payload) < 6:
         return False
@@ -166,13 +173,21 @@ class KafkaService(ManagedService):
         java_home: Path,
         *,
         overrides: Mapping[str, str] | None = None,
+        format_args: Sequence[str] | None = None,
+        probe_ca_file: Path | None = None,
     ) -> None:
+        """``overrides`` add/replace server properties (e.g. a SASL_SSL client listener); ``format_args`` are
+        appended to the storage format command (e.g. ``--add-scram 'SCRAM-SHA-512=[name=u,password=p]'``, the
+        KRaft way to create SCRAM credentials before the first start); ``probe_ca_file`` makes the readiness
+        probe speak TLS, verifying the broker against that CA, for a client port that is SSL or SASL_SSL."""
         super().__init__(settings, report, java_home)
-        self.cache_dir = settings.home / "cache"
+        self.cache_dir = settings.artifacts_dir
         self.config_dir = self.home / "config"
         self.data_dir = self.home / "data"
         self.server_log = self.logs_dir / "server.log"
         self.overrides = dict(overrides or {})
+        self.format_args = list(format_args or [])
+        self.probe_ca_file = probe_ca_file
         self.version = settings.kafka_version
         self.libs: Path | None = None
 
@@ -232,7 +247,8 @@ class KafkaService(ManagedService):
         cluster_id = random_cluster_id()
         self.report(f"kafka: formatting storage {self.data_dir} (cluster id {cluster_id})")
         argv = [*self._java_base(), STORAGE_TOOL, "format", "--ignore-formatted",
-                "-t", cluster_id, "-c", str(self.properties_file)]  # fmt: skip
+                "-t", cluster_id, "-c", str(self.properties_file), *self.format_args]  # fmt: skip
+        # format_args may carry SCRAM passwords: they go to the tool only, never into a report or an error.
         result = subprocess.run(argv, capture_output=True, text=True, env=self.environment(), check=False)
         if result.returncode != 0:
             raise StackError(
@@ -267,7 +283,14 @@ class KafkaService(ManagedService):
         return str(self.properties_file)
 
     def probe(self) -> bool:
-        return api_versions_ok(LOOPBACK, self.port)
+        return api_versions_ok(LOOPBACK, self.port, ssl_context=self._probe_ssl_context())
+
+    def _probe_ssl_context(self) -> ssl.SSLContext | None:
+        if self.probe_ca_file is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.probe_ca_file))
+        context.check_hostname = False  # the probe dials 127.0.0.1 whatever name the certificate holds
+        return context
 
     def log_files(self) -> list[Path]:
         return [self.server_log, self.console_log]

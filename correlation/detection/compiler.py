@@ -8,7 +8,7 @@ Case-insensitive plain strings of one OR item are merged into a single :class:`S
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from sigma.conditions import ConditionAND
 from sigma.rule import SigmaDetection, SigmaDetectionItem
@@ -16,14 +16,22 @@ from sigma.types import (
     Placeholder,
     SigmaCasedString,
     SigmaExpansion,
+    SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
     SigmaType,
     SpecialChars,
 )
 
-from correlation.detection.fields import EventView, Values
-from correlation.detection.modifiers import RuleStats, ValuesTest, compile_value, string_test
+from correlation.detection.fields import EventView, Values, as_text
+from correlation.detection.modifiers import (
+    RuleStats,
+    ValuesTest,
+    as_number,
+    compile_value,
+    regex_tester,
+    string_test,
+)
 from correlation.detection.values import StringMatcher, plain_value
 from siem.errors import RuleError
 
@@ -86,6 +94,49 @@ def _or_tests(values: list[SigmaType], stats: RuleStats) -> list[ValuesTest]:
     return tests
 
 
+def number_of(value: object) -> float | None:
+    """The number a value compares as (see ``as_number``)."""
+    kind = type(value)  # exactly int / float: bool is not a number here
+    return float(value) if kind is int else value if kind is float else as_number(value)  # type: ignore[arg-type,return-value]
+
+
+def _number_item(path: str, wanted: frozenset[float], negated: bool) -> Predicate:
+    """OR of numbers: a value matches when it is (or its text parses as) one of them, as ``NumberCompiler``."""
+
+    def evaluate(view: EventView) -> bool:
+        values = view.values(path)
+        if values is not None:
+            for value in values:
+                number = number_of(value)
+                if number is not None and number in wanted:
+                    return not negated
+        return negated
+
+    return evaluate
+
+
+def _regex_item(path: str, testers: list[Callable[[str], bool]], negated: bool, stats: RuleStats) -> Predicate:
+    """OR of regular expressions on one field (as ``RegexCompiler``, without its per-value layers)."""
+
+    def evaluate(view: EventView) -> bool:
+        values = view.values(path)
+        if values is None:
+            return negated
+        for value in values:
+            text = value if type(value) is str else as_text(value)
+            if text is None:
+                continue
+            for test in testers:
+                try:
+                    if test(text):
+                        return not negated
+                except Exception:  # noqa: BLE001 - a broken regex must not stop the stream
+                    stats.failures += 1
+        return negated
+
+    return evaluate
+
+
 def _lowered_item(path: str, matcher: StringMatcher, negated: bool) -> tuple[Predicate, bool]:
     """An item of case-insensitive strings only, tested on the event's cached lower-cased texts of ``path``.
 
@@ -132,13 +183,9 @@ def compile_item(item: SigmaDetectionItem, stats: RuleStats, placeholders: dict[
     negated = bool(item.negated)
     slot = _item_slot(field, linking_all, negated, values)
     if field is not None and not linking_all:
-        merged, cased, others = _or_matchers(values, stats)
-        if not merged.empty and cased.empty and not others:
-            evaluate, cheap = _lowered_item(field, merged, negated)
-            if cheap:
-                GATES.setdefault(slot, evaluate)
-                return evaluate
-            return _shared(slot, evaluate)
+        fast = _fast_item(field, values, negated, slot, stats)
+        if fast is not None:
+            return fast
     if linking_all:
         tests = [compile_value(v, stats) for v in values]
     else:
@@ -170,6 +217,32 @@ def compile_item(item: SigmaDetectionItem, stats: RuleStats, placeholders: dict[
     return _shared(slot, evaluate)
 
 
+def _fast_item(
+    field: str, values: list[SigmaType], negated: bool, slot: int, stats: RuleStats
+) -> Predicate | None:
+    """OR items of one kind of value (numbers, regular expressions, case-insensitive strings), evaluated with
+    fewer layers; ``None`` for anything else."""
+    flat = _flatten(values)
+    if flat and all(type(v) is SigmaNumber for v in flat):
+        numbers = frozenset(float(cast(SigmaNumber, v).number) for v in flat)
+        evaluate = _number_item(field, numbers, negated)
+        GATES.setdefault(slot, evaluate)
+        if not negated:
+            NUMBER_GATES.setdefault(slot, (field, numbers))
+        return evaluate
+    if flat and all(type(v) is SigmaRegularExpression for v in flat):
+        testers = [regex_tester(cast(SigmaRegularExpression, v)) for v in flat]
+        return _shared(slot, _regex_item(field, testers, negated, stats))
+    merged, cased, others = _or_matchers(values, stats)
+    if not merged.empty and cased.empty and not others:
+        evaluate, cheap = _lowered_item(field, merged, negated)
+        if cheap:
+            GATES.setdefault(slot, evaluate)
+            return evaluate
+        return _shared(slot, evaluate)
+    return None
+
+
 def _shared(slot: int, evaluate: Predicate) -> Predicate:
     def shared(view: EventView) -> bool:
         # Rules often repeat an item (same field, same values): evaluate it once per event.
@@ -185,6 +258,8 @@ def _shared(slot: int, evaluate: Predicate) -> Predicate:
 
 # slot -> shared predicate of a detection item; the index uses them as gates for rules without literals.
 GATES: dict[int, Predicate] = {}
+# slot -> (field, numbers) of gates that are "field equals one of these numbers": the index files them by number.
+NUMBER_GATES: dict[int, tuple[str, frozenset[float]]] = {}
 
 
 def required_slots(

@@ -9,10 +9,10 @@ by a shared detection item that holds, plus the rules that constrain nothing. Wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from correlation.detection.compiler import GATES, Predicate
+from correlation.detection.compiler import GATES, NUMBER_GATES, Predicate, number_of
 from correlation.detection.fields import EventView
 
 # Fields that separate events best, tried first when a rule constrains several.
@@ -54,6 +54,29 @@ class _Node:
         self.second: dict[str, dict[str, list[int]]] = {}
 
 
+Second = tuple[tuple[str, dict[str, tuple[int, ...]]], ...]
+
+
+def _probe_second(lowered: Callable[[str], tuple[str, ...]], seconds: Second, hits: list[Positions]) -> None:
+    for name, by_second in seconds:
+        for other in lowered(name):
+            found = by_second.get(other)
+            if found is not None:
+                hits.append(found)
+
+
+def _probe_numbers(view: EventView, field: str, by_number: dict[float, tuple[int, ...]], hits: list[Positions]) -> None:
+    values = view.values(field)
+    if values is None:
+        return
+    for value in values:
+        number = number_of(value)
+        if number is not None:
+            found = by_number.get(number)
+            if found is not None:
+                hits.append(found)
+
+
 class RuleIndex(Generic[R]):
     """Rules of one dataset, bucketed by ``field -> literal [-> field -> literal]``; load order preserved."""
 
@@ -61,6 +84,7 @@ class RuleIndex(Generic[R]):
         self.rules = list(rules)
         self.unindexed: list[int] = []
         gated: dict[int, list[int]] = {}
+        numeric: dict[str, dict[float, list[int]]] = {}
         popularity: dict[str, int] = {}
         for rule in self.rules:
             for name in rule.constraints:
@@ -70,13 +94,7 @@ class RuleIndex(Generic[R]):
             constraints = rule.constraints
             key = choose_key(constraints, popularity)
             if key is None:
-                # No literal to file it under: gate it behind a required item, evaluated once per event for
-                # every rule that shares it (e.g. one regular expression shared by many rules).
-                usable = [g for g in rule.gates if g in GATES]
-                if usable:
-                    gated.setdefault(usable[0], []).append(position)
-                else:
-                    self.unindexed.append(position)
+                self._file_unconstrained(position, rule, gated, numeric)
                 continue
             rest = {f: v for f, v in constraints.items() if f != key}
             second = choose_key(rest, popularity)
@@ -94,7 +112,7 @@ class RuleIndex(Generic[R]):
                 for other in sorted(rest[second]):
                     by_second.setdefault(other, []).append(position)
         # Frozen for probing: literal -> (direct positions, ((second field, literal -> positions), ...)).
-        self.buckets: dict[str, dict[str, tuple[tuple[int, ...], tuple[tuple[str, dict[str, tuple[int, ...]]], ...]]]]
+        self.buckets: dict[str, dict[str, tuple[tuple[int, ...], Second]]]
         self.buckets = {
             field: {
                 literal: (
@@ -110,39 +128,53 @@ class RuleIndex(Generic[R]):
         }
         self._fields = tuple(self.buckets.items())
         self._unindexed = tuple(self.unindexed)
+        self.numeric = {f: {n: tuple(p) for n, p in by_number.items()} for f, by_number in numeric.items()}
+        self._numeric = tuple(self.numeric.items())
         self._gated: tuple[tuple[Predicate, tuple[int, ...]], ...] = tuple(
             (GATES[slot], tuple(positions)) for slot, positions in gated.items()
         )
 
+    def _file_unconstrained(
+        self, position: int, rule: R, gated: dict[int, list[int]], numeric: dict[str, dict[float, list[int]]]
+    ) -> None:
+        """No literal to file the rule under: gate it behind a required item, evaluated once per event for every
+        rule that shares it (e.g. one regular expression shared by many rules); number items become buckets."""
+        usable = [g for g in rule.gates if g in GATES]
+        by_number = [g for g in usable if g in NUMBER_GATES]
+        if by_number:
+            field, numbers = NUMBER_GATES[by_number[0]]
+            for number in numbers:
+                numeric.setdefault(field, {}).setdefault(number, []).append(position)
+        elif usable:
+            gated.setdefault(usable[0], []).append(position)
+        else:
+            self.unindexed.append(position)
+
     def positions(self, view: EventView) -> Positions:
         """Positions (in load order, no duplicates) of the rules that may match the event."""
-        hits: list[Positions] = []
-        if self._unindexed:
-            hits.append(self._unindexed)
+        hits: list[Positions] = [self._unindexed] if self._unindexed else []
         for gate, gated in self._gated:
             if gate(view):
                 hits.append(gated)
+        for field, by_number in self._numeric:
+            _probe_numbers(view, field, by_number, hits)
         lowered = view.lowered
         for field, by_value in self._fields:
             for text in lowered(field):
                 node = by_value.get(text)
-                if node is None:
-                    continue
-                direct, seconds = node
-                if direct:
-                    hits.append(direct)
-                for name, by_second in seconds:
-                    for other in lowered(name):
-                        hit = by_second.get(other)
-                        if hit is not None:
-                            hits.append(hit)
+                if node is not None:
+                    direct, seconds = node
+                    if direct:
+                        hits.append(direct)
+                    if seconds:
+                        _probe_second(lowered, seconds, hits)
         if not hits:
             return ()
         if len(hits) == 1:
             return hits[0]
         merged: set[int] = set()
-        for hit in hits:
-            merged.update(hit)
+        for positions in hits:
+            merged.update(positions)
         return sorted(merged)
 
     def candidates(self, view: EventView) -> list[R]:

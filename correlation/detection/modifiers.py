@@ -10,10 +10,13 @@ types into a test of the values a field resolved to (``None`` = field missing).
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import import_module
 from ipaddress import ip_address
 from typing import Any, ClassVar
 
@@ -37,7 +40,7 @@ from sigma.types import (
 )
 
 from correlation.detection.fields import EventView, Values, as_text
-from correlation.detection.values import StringMatcher, compile_re2
+from correlation.detection.values import StringMatcher, compile_re2, re2_tester
 from siem.errors import RuleError
 
 ValuesTest = Callable[[EventView, Values | None], bool]
@@ -162,10 +165,7 @@ class RegexCompiler(ValueCompiler):
     }
 
     def compile(self, value: Any) -> ValuesTest:
-        flags = "".join(sorted(self.flag_letters[f] for f in value.flags))
-        pattern = str(value.regexp)
-        regex = compile_re2(f"(?{flags}){pattern}" if flags else pattern)
-        search = regex.search
+        search = regex_tester(value)
         stats = self.stats
 
         def scalar(v: Any) -> bool:
@@ -173,12 +173,55 @@ class RegexCompiler(ValueCompiler):
             if text is None:
                 return False
             try:
-                return search(text) is not None
+                return search(text)
             except Exception:  # noqa: BLE001 - a broken regex must not stop the stream
                 stats.failures += 1
                 return False
 
         return any_value(scalar)
+
+
+def regex_tester(value: SigmaRegularExpression) -> Callable[[str], bool]:
+    """``text -> bool`` for a Sigma ``re`` value: RE2 search (unanchored) with its ``i``/``m``/``s`` flags."""
+    flags = "".join(sorted(RegexCompiler.flag_letters[f] for f in value.flags))
+    pattern = str(value.regexp)
+    search = re2_tester(compile_re2(f"(?{flags}){pattern}" if flags else pattern), anchored=False)
+    needle = "" if "i" in flags else required_substring(pattern)
+    if not needle:
+        return search
+    return lambda text: needle in text and search(text)
+
+
+_RE_PARSER: Any = import_module("re._parser")  # Python's regex parser, only to find required literals
+_LITERAL: Any = import_module("re._constants").LITERAL
+
+
+def required_substring(pattern: str) -> str:
+    """The longest literal text every match of a case-sensitive ``pattern`` contains ("" if none is known).
+
+    Only runs of plain literals on the top level of the pattern count (a concatenation: each must appear);
+    groups, alternations, repeats and classes end a run. Patterns Python's parser reads differently from RE2
+    (or cannot read), and patterns with flags, yield "".
+    """
+    if "[:" in pattern:  # RE2's POSIX classes ([[:alpha:]]) read as something else by Python
+        return ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = _RE_PARSER.parse(pattern)
+    except Exception:  # noqa: BLE001 - RE2 syntax Python does not know: no pre-filter
+        return ""
+    if parsed.state.flags & ~re.UNICODE:
+        return ""
+    best, run = "", []
+    for op, argument in [*parsed, (None, None)]:
+        if op is _LITERAL:
+            run.append(chr(argument))
+            continue
+        text = "".join(run)
+        best = text if len(text) > len(best) else best
+        run = []
+    return best
 
 
 class CIDRCompiler(ValueCompiler):

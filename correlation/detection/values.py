@@ -8,7 +8,7 @@ falling back to a single RE2 expression only for patterns with inner wildcards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,28 @@ def compile_re2(pattern: str) -> Any:
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
         raise RuleError(f"regular expression {pattern!r} is not supported by RE2: {exc}") from None
+
+
+def re2_tester(regex: Any, anchored: bool) -> Callable[[str], bool]:
+    """``text -> bool``: does ``regex`` match (``anchored``: all of the text; else anywhere in it)?
+
+    Calls the compiled RE2 object directly when the ``re2`` module exposes it: its ``search``/``fullmatch``
+    build match objects and byte/character offset maps, several times the cost of the boolean answer.
+    """
+    raw = getattr(regex, "_regexp", None)
+    anchors = getattr(re2, "_Anchor", None)
+    if raw is None or anchors is None or not hasattr(raw, "Match") or not hasattr(anchors, "ANCHOR_BOTH"):
+        method = regex.fullmatch if anchored else regex.search
+        return lambda text: method(text) is not None
+    anchor = anchors.ANCHOR_BOTH if anchored else anchors.UNANCHORED
+    match = raw.Match
+    null_span = (-1, -1)
+
+    def test(text: str) -> bool:
+        encoded = text.encode("utf-8")
+        return bool(match(anchor, encoded, 0, len(encoded))[0] != null_span)
+
+    return test
 
 
 def parts_of(value: SigmaString) -> list[str | SpecialChars]:
@@ -112,7 +134,7 @@ class StringMatcher:
             alternatives.extend(".*" + re2_escape(s) + ".*" for s in substrings)
             substrings = ()
         regex = compile_re2("(?s)(?:" + "|".join(alternatives) + ")") if alternatives else None
-        fullmatch = regex.fullmatch if regex is not None else None
+        fullmatch = re2_tester(regex, anchored=True) if regex is not None else None
 
         def test(text: str) -> bool:
             if text in exact:
@@ -124,7 +146,7 @@ class StringMatcher:
             for needle in substrings:
                 if needle in text:
                     return True
-            return fullmatch is not None and fullmatch(text) is not None
+            return fullmatch is not None and fullmatch(text)
 
         return test
 

@@ -73,7 +73,9 @@ def signal_from_alert(doc: dict[str, Any], settings: IncidentSettings, min_level
     """A single detection alert opens/updates an incident when its level is at least ``min_level`` and it
     has a key entity (without one, there is nothing to group by: it stays a plain alert)."""
     rule = doc.get("rule") or {}
-    level = str(_lookup(doc, "siem.level") or _lookup(doc, "log.level") or _level_from_score(doc))
+    level = str(
+        _lookup(doc, "siem.level") or _lookup(doc, "sigma.level") or _lookup(doc, "log.level") or _level_from_score(doc)
+    )
     if not level_at_least(level, min_level):
         return None
     entities = _entities_of(lambda f: _lookup(doc, f), settings.key_fields)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from elasticsearch import Elasticsearch
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from correlation.windows.messages import match_id
 from ingest.service import Service, build_service, setup
@@ -244,9 +244,27 @@ class Pipeline:
         )
         self.topics = [*self.settings.kafka.raw_topics, self.settings.kafka.alerts_topic, self.settings.kafka.dlq_topic]
         self.templates = setup(self.settings)["templates"]
+        self._wait_for_topic_metadata()
         self.es = Elasticsearch(stack.elasticsearch_url, request_timeout=30)
         self.producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
         self.services: list[Service] = []
+
+    def _wait_for_topic_metadata(self) -> None:
+        """A group member that subscribes before a new topic has partition leaders gets no partitions until
+        its next metadata refresh (metadata.max.age.ms, 5 min): wait until the topics are fully visible."""
+        probe = KafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                probe.poll(timeout_ms=0)  # lets the client refresh its metadata
+                counts = {t: len(probe.partitions_for_topic(t) or ()) for t in self.topics}
+                if all(n == self.settings.kafka.topic_partitions for n in counts.values()):
+                    return
+                assert time.monotonic() < deadline, f"topics not visible: {counts}"
+                probe.topics()  # forces a metadata request
+                time.sleep(0.2)
+        finally:
+            probe.close()
 
     def start(self, stages: tuple[str, ...] = ("detect", "correlate")) -> Service:
         service = build_service(self.settings, stages=stages)  # type: ignore[arg-type]
@@ -302,22 +320,18 @@ class Pipeline:
     def correlate_committed_all(self) -> bool:
         """The correlate group has committed the end of every partition of the alerts topic."""
         kafka = self.settings.kafka
-        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        try:
-            committed = admin.list_consumer_group_offsets(kafka.correlate_group_id)
-        finally:
-            admin.close()
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+        # assign() only (never subscribe): reads the group's commits without joining the group
+        consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=kafka.correlate_group_id,
+                                 enable_auto_commit=False)
         try:
             tps = [TopicPartition(kafka.alerts_topic, p) for p in consumer.partitions_for_topic(kafka.alerts_topic)]
+            consumer.assign(tps)
             ends = consumer.end_offsets(tps)
+            return sum(ends.values()) > 0 and all(
+                end == 0 or consumer.committed(tp) == end for tp, end in ends.items()
+            )
         finally:
-            consumer.close()
-        return sum(ends.values()) > 0 and all(
-            end == 0 or (tp in committed and committed[tp].offset == end) for tp, end in ends.items()
-        )
+            consumer.close(autocommit=False)
 
     def close(self) -> None:
         for service in self.services:
