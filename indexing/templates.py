@@ -94,6 +94,8 @@ ECS_PROPERTIES: dict[str, Any] = {
     "error": _obj(message={"type": "text"}, **_kw("code", "type")),
     "network": _obj(**_kw("protocol", "transport", "direction")),
     "tls": _obj(**_kw("version", "cipher")),
+    # Application logs' own fields (whatever each app logs) are one flattened object: apps disagree on types.
+    "app": FLATTENED,
     "aws": _obj(
         cloudtrail=_obj(
             flattened=_obj(

@@ -458,8 +458,15 @@ def build_correlate_runner(
 
     def consumer_factory(on_revoked: Callable[[set[Partition]], None]) -> RecordConsumer:
         def inner(on_assigned: Callable[[set[Partition]], None]) -> RecordConsumer:
+            # A shorter metadata age bounds how long a member can sit without partitions if it ever joins
+            # with stale topic metadata (the correlate stage is useless without its partitions).
             return KafkaRecordConsumer(
-                settings.kafka, [settings.kafka.alerts_topic], group, on_revoked, on_assigned=on_assigned
+                settings.kafka,
+                [settings.kafka.alerts_topic],
+                group,
+                on_revoked,
+                on_assigned=on_assigned,
+                metadata_max_age_ms=10_000,
             )
 
         return RebuildingConsumer(inner, stage, read)

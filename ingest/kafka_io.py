@@ -87,6 +87,10 @@ class KafkaRecordConsumer:
         )
         options.update(overrides)
         self._consumer = KafkaConsumer(**options)
+        # Fetch the topics' partition metadata before joining: a group leader that joins before it has them
+        # assigns nothing for those topics until its next metadata refresh (metadata_max_age_ms, 5 min).
+        for topic in topics:
+            self._consumer.partitions_for_topic(topic)
         self._consumer.subscribe(topics=topics, listener=_Listener(on_revoked, on_assigned))
 
     def poll(self, timeout_ms: int, max_records: int) -> list[SourceRecord]:

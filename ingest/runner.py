@@ -80,6 +80,7 @@ class StageRunner:
         self._paused = False
         self.stats = RunnerStats()
         self._assigned: set[Partition] = set()
+        self._shutting_down = False
         # The consumer calls back into us on revoke, so it is built last.
         self._consumer = consumer_factory(self._on_revoked)
 
@@ -204,7 +205,8 @@ class StageRunner:
 
     def _on_revoked(self, partitions: set[Partition]) -> None:
         log.info("partitions revoked: %s; draining", sorted(partitions))
-        self.drain(self._clock() + self._shutdown_timeout_s)
+        if not self._shutting_down:  # on shutdown the drain already ran (bounded once, not twice)
+            self.drain(self._clock() + self._shutdown_timeout_s)
         try:
             self._commit(only=partitions)
         except Exception:  # the new owner re-reads from the last commit; ids make that idempotent
@@ -215,6 +217,7 @@ class StageRunner:
     def shutdown(self) -> None:
         """Stop fetching, deliver what is buffered (bounded), commit exactly what was delivered, close."""
         log.info("stage %s shutting down", self.name)
+        self._shutting_down = True
         try:
             self._consumer.pause_all()
             drained = self.drain(self._clock() + self._shutdown_timeout_s)

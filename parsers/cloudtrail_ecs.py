@@ -289,14 +289,16 @@ def build_ecs(rec: dict[str, Any], timestamp: str, redact_credentials: bool = Fa
         if src in scalars and value is not None and value != "":
             ct[scalars[src]] = value
     # Free-form payloads: the object under ``flattened`` and the JSON text (like Elastic).
+    # Only objects go under ``flattened`` (a ``flattened`` field refuses a plain string: some services send
+    # serviceEventDetails/requestParameters as a string); the text form below always holds the value.
     flattened: dict[str, Any] = {}
-    if "request_parameters" in texts:
+    if "request_parameters" in texts and type(params) is dict:
         flattened["request_parameters"] = params
-    if "response_elements" in texts:
+    if "response_elements" in texts and type(response) is dict:
         flattened["response_elements"] = response
-    if "additional_eventdata" in texts:
+    if "additional_eventdata" in texts and type(extra) is dict:
         flattened["additional_eventdata"] = extra
-    if "service_event_details" in texts:
+    if "service_event_details" in texts and type(details) is dict:
         flattened["service_event_details"] = details
     ct.update(texts)
     ct["flattened"] = flattened

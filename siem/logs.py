@@ -37,5 +37,7 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
     root.setLevel(level)
     # kafka-python is chatty at INFO (every metadata refresh); its warnings still show.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python 3 warns whenever its I/O loop waited >100 ms for the GIL: noise under load, not a fault.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -128,15 +128,14 @@ def dlq_list(
 
     settings = load_settings()
     entries = list_entries(make_client(settings.elasticsearch), settings, limit, error_type)
-    table = Table("time", "source", "parser", "error", "message", "size")
+    table = Table("time", "source", "error", "message", "bytes", expand=True)
     for entry in entries:
         dlq = entry["dlq"]
         table.add_row(
-            entry["@timestamp"],
-            f"{dlq['topic']}[{dlq['partition']}]@{dlq['offset']}",
-            dlq["parser"],
+            entry["@timestamp"][5:19].replace("T", " "),
+            f"{dlq['topic']}[{dlq['partition']}]@{dlq['offset']} ({dlq['parser']})",
             dlq["error_type"],
-            dlq["message"][:80],
+            dlq["message"][:300],
             str(dlq["original_size"]),
         )
     console.print(table)

@@ -124,9 +124,7 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def api_versions_ok(
-    host: str, port: int, timeout_s: float = 3.0, ssl_context: ssl.SSLContext | None = None
-) -> bool:
+def api_versions_ok(host: str, port: int, timeout_s: float = 3.0, ssl_context: ssl.SSLContext | None = None) -> bool:
     """Send an ApiVersions v0 request; error code 0 means the broker processes requests.
 
     A raw request keeps the probe free of client threads and logging; every broker version answers v0.

@@ -9,6 +9,9 @@ Used by ``siem stack``, the integration tests and ``siem run``::
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +32,29 @@ def _print_progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _blocked_for_others(path: Path) -> Path | None:
+    """The first ancestor of ``path`` that other users cannot traverse (e.g. /root, mode 700), if any."""
+    for ancestor in reversed(path.parents):
+        if ancestor.exists() and not ancestor.stat().st_mode & stat.S_IXOTH:
+            return ancestor
+    return None
+
+
+def _reachable_home(settings: StackSettings, report: Reporter) -> StackSettings:
+    """As root, Elasticsearch runs as an unprivileged user that must reach the stack home. A checkout under a
+    private directory (a clone in /root, say) cannot be reached; rather than fail, keep the stack in a
+    per-checkout directory under /var/tmp, which that user can traverse."""
+    if os.geteuid() != 0:
+        return settings
+    blocker = _blocked_for_others(settings.home)
+    if blocker is None:
+        return settings
+    digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:12]
+    home = Path("/var/tmp") / f"siem-stack-{digest}"
+    report(f"stack: {blocker} is private to root, so the stack lives in {home} instead of {settings.home}")
+    return settings.model_copy(update={"home": home})
+
+
 class LocalStack:
     """Kafka (KRaft) and Elasticsearch on loopback, resolved from Maven Central into ``settings.home``."""
 
@@ -36,6 +62,7 @@ class LocalStack:
         if not settings.home.is_absolute():
             # Services run with their logs directory as cwd, so every path written into configs is absolute.
             settings = settings.model_copy(update={"home": settings.home.resolve()})
+        settings = _reachable_home(settings, report)
         self.settings = settings
         self.report = report
         self._java_home: Path | None = None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import stack.services as stack_services
 from siem.config import StackSettings
 from stack.services import LocalStack
 
@@ -41,6 +42,24 @@ def test_down_when_nothing_runs_cleans_stale_pid_files(tmp_path: Path, fake_jdk:
 
 def test_relative_home_is_made_absolute(fake_jdk: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(stack_services, "_blocked_for_others", lambda path: None)
     stack = LocalStack(StackSettings(home=Path("rel"), java_home=fake_jdk))
     assert stack.settings.home == tmp_path / "rel"
     assert stack.kafka.properties_file.is_absolute()
+
+
+def test_home_under_a_private_directory_moves_to_a_reachable_one_when_root(
+    fake_jdk: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    monkeypatch.setattr(stack_services.os, "geteuid", lambda: 0)
+    messages: list[str] = []
+    stack = LocalStack(StackSettings(home=private / "checkout" / ".stack", java_home=fake_jdk), messages.append)
+    assert stack.settings.home.parent == Path("/var/tmp")
+    assert stack.settings.home.name.startswith("siem-stack-")
+    assert any("is private to root" in m for m in messages)
+    # the same checkout always maps to the same place (warm restarts keep their cache)
+    again = LocalStack(StackSettings(home=private / "checkout" / ".stack", java_home=fake_jdk), messages.append)
+    assert again.settings.home == stack.settings.home
