@@ -28,6 +28,8 @@ class Alert:
     doc_id: str
     document: dict[str, Any]
     correlation_messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for siem.alerts
+    # False for a rule that only feeds correlations with `generate: false` (Sigma spec): no alert of its own.
+    indexed: bool = True
 
 
 class Detector(Protocol):
@@ -150,15 +152,16 @@ class DetectStage:
             )
         )
         for alert in self._detector.detect(event, index):
-            alert_index = self._es.alerts_index(day_of(alert.document["@timestamp"]))
-            outputs.actions.append(
-                BulkAction(
-                    alert_index,
-                    alert.doc_id,
-                    orjson.dumps(alert.document),
-                    Token(record.topic, record.partition, record.offset, "alert", source),
+            if alert.indexed:
+                alert_index = self._es.alerts_index(day_of(alert.document["@timestamp"]))
+                outputs.actions.append(
+                    BulkAction(
+                        alert_index,
+                        alert.doc_id,
+                        orjson.dumps(alert.document),
+                        Token(record.topic, record.partition, record.offset, "alert", source),
+                    )
                 )
-            )
             for key, value in alert.correlation_messages:
                 outputs.kafka_messages.append((self._alerts_topic, key, value))
 

@@ -46,7 +46,8 @@ class SigmaDetector:
             level = document.get("sigma", {}).get("level") or "medium"
             if level_at_least(level, self._incident_min_level):
                 messages.append(encode_incident_alert(alert_id, document))
-            alerts.append(Alert(alert_id, document, messages))
+            indexed = self._router is None or self._router.standalone_output(rule_id, rule_name)
+            alerts.append(Alert(alert_id, document, messages, indexed))
         return alerts
 
     def _correlation_messages(

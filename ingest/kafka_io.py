@@ -85,6 +85,12 @@ class KafkaRecordConsumer:
             max_partition_fetch_bytes=32 * 1024 * 1024,
             max_poll_interval_ms=300_000,
         )
+        if settings.session_timeout_ms is not None:
+            # Heartbeats must come several times per session, or a busy moment looks like a crash.
+            options.update(
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
+            )
         options.update(overrides)
         self._consumer = KafkaConsumer(**options)
         # Fetch the topics' partition metadata before joining: a group leader that joins before it has them

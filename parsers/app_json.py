@@ -5,6 +5,7 @@ everything else stays in ``native`` for Sigma and under ``app`` in the document.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -17,6 +18,18 @@ _LEVEL_KEYS = ("log.level", "level", "severity", "levelname", "lvl", "loglevel")
 _MESSAGE_KEYS = ("message", "msg", "event", "@message")
 _LOGGER_KEYS = ("log.logger", "logger", "logger_name", "name")
 _ERROR_KEYS = ("error", "err", "exc_info", "exception", "stack_trace")
+# Where apps put the client address; the first valid IP becomes ECS source.ip (rules and incidents key on it).
+_CLIENT_IP_KEYS = (
+    "source.ip",
+    "client_ip",
+    "clientIp",
+    "client.ip",
+    "remote_addr",
+    "remoteAddress",
+    "remote_ip",
+    "src_ip",
+    "ip",
+)
 _MAPPED = frozenset(_TIME_KEYS + _LEVEL_KEYS + _MESSAGE_KEYS + _LOGGER_KEYS + _ERROR_KEYS)
 
 _LOGFMT_PAIR = re.compile(r'([\w.\-/@]+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -71,6 +84,19 @@ def _error(value: Any, doc: dict[str, Any]) -> None:
         doc["error"] = {key: value}
 
 
+def _client_ip(obj: dict[str, Any]) -> str | None:
+    for key in _CLIENT_IP_KEYS:
+        value = obj.get(key)
+        if value is None and "." in key:
+            value = nested_get(obj, key)
+        if isinstance(value, str) and value:
+            try:
+                return str(ipaddress.ip_address(value))
+            except ValueError:
+                continue
+    return None
+
+
 def json_to_ecs(obj: dict[str, Any], doc: dict[str, Any]) -> None:
     """Map a JSON (or logfmt) log object into ``doc`` (which already has @timestamp and event)."""
     message = next((obj[k] for k in _MESSAGE_KEYS if isinstance(obj.get(k), str)), None)
@@ -96,6 +122,10 @@ def json_to_ecs(obj: dict[str, Any], doc: dict[str, Any]) -> None:
     trace_id = obj.get("trace.id") or obj.get("trace_id") or nested_get(obj, "trace.id")
     if isinstance(trace_id, str):
         doc["trace"] = {"id": trace_id}
+    client_ip = _client_ip(obj)
+    if client_ip is not None:
+        doc["source"] = {"ip": client_ip, "address": client_ip}
+        doc["related"] = {"ip": [client_ip]}
     extra = {k: v for k, v in obj.items() if k not in _MAPPED}
     if extra:
         doc["app"] = extra

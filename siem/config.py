@@ -53,6 +53,12 @@ class KafkaSettings(_Component):
     raw_topics: dict[str, str] = Field(default_factory=lambda: dict(RAW_TOPICS), description="raw topic -> parser name")
     alerts_topic: str = ALERTS_TOPIC
     dlq_topic: str = DLQ_TOPIC
+    session_timeout_ms: int | None = Field(
+        None,
+        ge=6000,
+        description="consumer group session timeout: how long a crashed consumer's partitions wait before they are "
+        "reassigned; None keeps the client default (45 s)",
+    )
     topic_partitions: int = Field(3, ge=1, description="partitions used when the pipeline creates topics")
     topic_replication: int = Field(1, ge=1, description="replication factor when the pipeline creates topics")
     max_message_bytes: int = Field(

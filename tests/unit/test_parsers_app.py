@@ -100,3 +100,20 @@ def test_registry_and_routing() -> None:
     assert routes["siem.raw.k8s-audit"].dataset == "kubernetes.audit_logs"
     with pytest.raises(ConfigError):
         parsers_for_topics({"x": "nope"}, parsers)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"msg":"login failed","client_ip":"203.0.113.9","user":"bob"}', "203.0.113.9"),
+        (b'{"msg":"x","remoteAddress":"2001:db8::1"}', "2001:db8::1"),
+        (b'level=warn msg="login failed" src_ip=198.51.100.4', "198.51.100.4"),
+        (b'{"msg":"x","client_ip":"not-an-ip","ip":"192.0.2.1"}', "192.0.2.1"),
+        (b'{"msg":"no address here"}', None),
+    ],
+)
+def test_client_address_becomes_source_ip(line: bytes, expected: str | None) -> None:
+    (event,) = parse(line).events
+    assert event.ecs.get("source", {}).get("ip") == expected
+    if expected:
+        assert event.ecs["related"]["ip"] == [expected]
