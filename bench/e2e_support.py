@@ -68,16 +68,22 @@ def panther_cloudtrail_records() -> list[dict[str, Any]]:
     return records
 
 
-def benchmark_records(n: int, tag: str, now_s: float, records: list[dict[str, Any]] | None = None) -> list[bytes]:
-    """``n`` raw CloudTrail records cycled from ``records`` (default: the Panther set), with unique eventIDs.
+def benchmark_records(n: int, tag: str, now_s: float, records: list[dict[str, Any]] | None = None,
+                      alerting: list[dict[str, Any]] | None = None, alert_every: int = 0) -> list[bytes]:
+    """``n`` raw CloudTrail records cycled from ``records`` (default: the Panther set), with unique eventIDs;
+    with ``alerting`` and ``alert_every``, one record in ``alert_every`` is taken from ``alerting`` instead.
 
     eventTime is re-stamped to the last hour, spread over it, so the events land in today's daily index the way
     a live stream does (the original 2018-2024 times would scatter them over ~100 one-shard daily indices).
     """
     templates = [orjson.dumps(r) for r in (records if records is not None else panther_cloudtrail_records())]
+    firing = [orjson.dumps(r) for r in alerting or []]
     out: list[bytes] = []
     for i in range(n):
-        rec = orjson.loads(templates[i % len(templates)])
+        if firing and alert_every and i % alert_every == alert_every - 1:
+            rec = orjson.loads(firing[(i // alert_every) % len(firing)])
+        else:
+            rec = orjson.loads(templates[i % len(templates)])
         rec["eventID"] = f"bench-{tag}-{i:08d}"
         rec["requestID"] = f"req-{tag}-{i:08d}"
         rec["eventTime"] = utc_seconds(now_s - 3600 + 3600 * i / n)

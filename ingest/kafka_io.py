@@ -7,6 +7,7 @@ the service uses the kafka-python implementations below.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -97,10 +98,28 @@ class KafkaRecordConsumer:
         # assigns nothing for those topics until its next metadata refresh (metadata_max_age_ms, 5 min).
         for topic in topics:
             self._consumer.partitions_for_topic(topic)
-        self._consumer.subscribe(topics=topics, listener=_Listener(on_revoked, on_assigned))
+        self._on_revoked = on_revoked
+        self._revoked: list[set[Partition]] = []
+        self._revoked_lock = threading.Lock()
+        self._consumer.subscribe(topics=topics, listener=_Listener(self._note_revoked, on_assigned))
+
+    def _note_revoked(self, partitions: set[Partition]) -> None:
+        # kafka-python 3 calls the listener on its IO thread: a blocking commit there raises ("cannot block on
+        # net.run() from the IO thread"), and draining there races the stage thread over the sink and the offset
+        # tracker. So the revocation is only noted here and handled by the thread that polls (see ``poll``).
+        with self._revoked_lock:
+            self._revoked.append(partitions)
+
+    def _handle_revoked(self) -> None:
+        with self._revoked_lock:
+            pending, self._revoked = self._revoked, []
+        for partitions in pending:
+            self._on_revoked(partitions)
 
     def poll(self, timeout_ms: int, max_records: int) -> list[SourceRecord]:
         batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        # Before the new batch is tracked: drain and commit what the revoked partitions delivered, then forget them.
+        self._handle_revoked()
         records: list[SourceRecord] = []
         for batch in batches.values():
             for message in batch:

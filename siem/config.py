@@ -197,10 +197,11 @@ class StackSettings(_Component):
         DEFAULT_ES_PORT + 100, description="node-to-node port; pinned so it cannot collide with another ES"
     )
 
-
     @property
     def artifacts_dir(self) -> Path:
+        """Where artifacts are resolved: ``cache_dir``, or ``<home>/cache``."""
         return self.cache_dir if self.cache_dir is not None else self.home / "cache"
+
 
 class CorrelationSettings(_Component):
     """Sigma correlation windows (correlate stage)."""

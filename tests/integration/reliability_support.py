@@ -9,6 +9,7 @@ offset, line index), so the tests compare sets of ids, not only counts.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -23,6 +25,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,13 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 
 from correlation.detection.alerts import alert_id
+from correlation.detection.engine import RuleSetHolder
+from correlation.windows.router import CorrelationRouter
+from ingest.detector import SigmaDetector
+from ingest.service import compile_correlations
+from parsers.base import SourceRecord
 from parsers.ids import coordinate_id, k8s_audit_id
+from parsers.registry import build_parsers
 from siem.config import PROJECT_ROOT, Settings, StackSettings
 
 # Rule ids of the project's own rules (sigma_rules/rules) the corpus triggers.
@@ -67,6 +76,7 @@ class Placed:
     topic: str
     partition: int
     offset: int
+    rules: tuple[str, ...] = ()  # the rules the project's rule set fires on it (see ``expect_alerts``)
 
     @property
     def event_id(self) -> str:
@@ -75,9 +85,56 @@ class Placed:
         return coordinate_id(self.topic, self.partition, self.offset, 0)
 
     @property
-    def alert_id(self) -> str | None:
-        rule = self.record.alert_rule
-        return None if rule is None else alert_id(rule, self.event_id)
+    def alert_ids(self) -> list[str]:
+        return [alert_id(rule, self.event_id) for rule in self.rules]
+
+
+def rules_fired(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """The rules whose alerts the pipeline indexes for each record, with its default rules (sigma_rules/).
+
+    The rule set grows while the project is developed, so the expectation comes from the pipeline's own
+    parsers, rules and detector (building blocks of correlations with ``generate: false`` are not indexed),
+    run in-process; the planted attacks must be among the matches. Rule matches do not depend on where Kafka
+    puts a record, only the ids do (``Placed.alert_ids``).
+    """
+    settings = Settings()
+    parsers = build_parsers(settings.parsers)
+    rules = RuleSetHolder.from_settings(settings.rules)
+    correlations = compile_correlations(rules)
+    router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
+    detector = SigmaDetector(rules, router, settings.rules.alert_incident_level)
+    fired: list[tuple[str, ...]] = []
+    for n, record in enumerate(records):
+        result = parsers[record.parser].parse(SourceRecord("oracle", 0, n, record.value))
+        assert len(result.events) == 1 and not result.failures, f"corpus bug: {record.value[:200]!r}"
+        alerts = detector.detect(result.events[0], "oracle")
+        matched = tuple(sorted({a.document["rule"]["id"] for a in alerts if a.indexed}))
+        planted = record.alert_rule
+        assert planted is None or planted in matched, f"{planted} does not fire on {record.value[:300]!r}"
+        fired.append(matched)
+    return fired
+
+
+class RuleOracle:
+    """``rules_fired`` in another process (it costs about as much CPU as the pipeline's own matching), started
+    early so it runs while the pipeline does."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._future = self._pool.submit(rules_fired, list(records))
+
+    def apply(self, placed: Sequence[Placed], timeout_s: float = 180.0) -> None:
+        """Set ``rules`` on every placed record; ``placed`` is in the order the records were given."""
+        try:
+            fired = self._future.result(timeout_s)
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+        assert len(fired) == len(placed)
+        for p, rules in zip(placed, fired, strict=True):
+            p.rules = rules
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _uuid(rng: random.Random) -> str:
@@ -109,7 +166,9 @@ def _cloudtrail(rng: random.Random, n: int, alert: bool) -> Record:
         "eventTime": f"{DAY}T{h:02d}:{m:02d}:{s:02d}Z",
         "awsRegion": rng.choice(["us-east-1", "eu-west-1", "ap-southeast-2"]),
         "sourceIPAddress": _ip(rng),
-        "userAgent": rng.choice(["aws-cli/2.17.0 Python/3.11.8", "Boto3/1.35.54 Botocore/1.35.54", "console.amazonaws.com"]),
+        "userAgent": rng.choice(
+            ["aws-cli/2.17.0 Python/3.11.8", "Boto3/1.35.54 Botocore/1.35.54", "console.amazonaws.com"]
+        ),
         "requestID": _uuid(rng),
         "eventID": event_id,
         "readOnly": False,
@@ -122,7 +181,10 @@ def _cloudtrail(rng: random.Random, n: int, alert: bool) -> Record:
         record.update(
             eventSource="iam.amazonaws.com",
             eventName="AttachUserPolicy",
-            requestParameters={"userName": rng.choice(USERS), "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+            requestParameters={
+                "userName": rng.choice(USERS),
+                "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess",
+            },
             responseElements=None,
         )
         return Record("cloudtrail", orjson.dumps(record), event_id, RULE_AWS_ADMIN_POLICY)
@@ -208,7 +270,9 @@ def _k8s(rng: random.Random, n: int, alert: bool) -> Record:
             },
             responseStatus={"metadata": {}, "code": 201},
         )
-        return Record("k8s_audit", orjson.dumps(event), k8s_audit_id(audit_id, "ResponseComplete"), RULE_K8S_CLUSTER_ADMIN)
+        return Record(
+            "k8s_audit", orjson.dumps(event), k8s_audit_id(audit_id, "ResponseComplete"), RULE_K8S_CLUSTER_ADMIN
+        )
     verb, resource = rng.choice(
         [("get", "pods"), ("list", "pods"), ("watch", "configmaps"), ("patch", "deployments"), ("create", "pods")]
     )
@@ -263,7 +327,7 @@ def _app(rng: random.Random, n: int, alert: bool) -> Record:
         ).decode()
     elif kind == 1:
         line = (
-            f"ts={DAY}T{h:02d}:{m:02d}:{s:02d}Z level=info msg=\"cache refresh\" component=inventory "
+            f'ts={DAY}T{h:02d}:{m:02d}:{s:02d}Z level=info msg="cache refresh" component=inventory '
             f"items={rng.randint(1, 5000)} duration_ms={rng.randint(1, 300)}"
         )
     elif kind == 2:
@@ -313,7 +377,9 @@ def produce_placed(settings: Settings, records: Sequence[Record]) -> list[Placed
         **settings.kafka.client_options(), acks="all", linger_ms=20, batch_size=256 * 1024, retries=20
     )
     try:
-        futures = [(record, producer.send(topic_for(settings, record.parser), value=record.value)) for record in records]
+        futures = [
+            (record, producer.send(topic_for(settings, record.parser), value=record.value)) for record in records
+        ]
         producer.flush(timeout=120)
         placed: list[Placed] = []
         for record, future in futures:
@@ -472,6 +538,13 @@ class PipelineProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def log_path(name: str) -> Path:
+    """Where a test's pipeline output goes: outside pytest's rotating tmp dirs, so it survives for a post-mortem."""
+    directory = Path(tempfile.gettempdir()) / "siem-reliability"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
 @contextmanager
 def pipeline_process(env: dict[str, str], log_path: Path) -> Iterator[PipelineProcess]:
     process = PipelineProcess(env, log_path)
@@ -554,7 +627,7 @@ def account(kind: str, expected_ids: Sequence[str], found: Counter[str]) -> Acco
 def check_exact(es: Elasticsearch, settings: Settings, placed: Sequence[Placed]) -> tuple[Accounting, Accounting]:
     prefix = settings.elasticsearch.index_prefix
     events = account("events", [p.event_id for p in placed], ids_in(es, f"{prefix}-events-*"))
-    alerts = account("alerts", [a for p in placed if (a := p.alert_id) is not None], ids_in(es, f"{prefix}-alerts-*"))
+    alerts = account("alerts", [a for p in placed for a in p.alert_ids], ids_in(es, f"{prefix}-alerts-*"))
     return events, alerts
 
 

@@ -7,9 +7,11 @@ The shared local stack (default ``StackSettings``) is never touched: these insta
 from __future__ import annotations
 
 import fcntl
+import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from siem.config import PROJECT_ROOT, StackSettings, load_settings
+from siem.config import PROJECT_ROOT, KafkaSettings, StackSettings, load_settings
 from stack.base import LOOPBACK, ManagedService, Reporter
 from stack.elasticsearch import ElasticsearchService, ProbeAccess
 from stack.host import find_java_home
@@ -240,4 +242,44 @@ def elasticsearch_service(
         probe_access=ProbeAccess("elastic", elastic_password, pki.ca_cert),
         config_files=es_config_files(pki),
         secure_settings={"bootstrap.password": elastic_password},
+    )
+
+
+# --- refused Kafka clients run in a child process --------------------------------------------------------------
+# kafka-python 3.0 never closes the TLS socket of a connection the broker refused; in a child process that leak
+# cannot turn into ResourceWarnings in unrelated tests of this session.
+_REFUSED_PRODUCER = """
+import json, os, sys
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from siem import logs
+from siem.config import KafkaSettings
+
+logs.configure("DEBUG", json=True)  # the pipeline's own logging config at its most verbose
+fields = {**json.loads(sys.argv[1]), "sasl_password": os.environ["SIEM_TEST_PASSWORD"]}
+options = KafkaSettings.model_validate(fields).client_options()
+try:
+    producer = KafkaProducer(**options, bootstrap_timeout_ms=5000, max_block_ms=5000)
+    producer.send("siem.test.security.denied", value=b"x").get(timeout=10)
+    producer.close(timeout=5)
+except KafkaError as exc:
+    print(f"REFUSED {type(exc).__name__}: {exc}")
+    sys.exit(0)
+print("CONNECTED")
+sys.exit(1)
+"""
+
+
+def try_refused_producer(settings: KafkaSettings, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run a producer built from ``settings.client_options()`` in a child; returns its output (stderr = logs)."""
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    env = {**os.environ, "SIEM_TEST_PASSWORD": password}
+    return subprocess.run(
+        [sys.executable, "-c", _REFUSED_PRODUCER, settings.model_dump_json(exclude={"sasl_password"})],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
     )

@@ -82,6 +82,7 @@ correlation:
     group-by: [sourceIPAddress]
     timespan: 10m
     condition: {{gte: 5}}
+    generate: true  # the failed logins stay alerts of their own, too
 """
 
 CHAIN_RULE = f"""
@@ -141,6 +142,7 @@ correlation:
     rules: [aws_iam_create_user, aws_iam_create_access_key, aws_iam_attach_admin_policy]
     group-by: [userIdentity.arn]
     timespan: 1h
+    generate: true
 """
 
 K8S_RULES = f"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_home_under_a_private_directory_moves_to_a_reachable_one_when_root(
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     private.chmod(0o700)
-    monkeypatch.setattr(stack_services.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     messages: list[str] = []
     stack = LocalStack(StackSettings(home=private / "checkout" / ".stack", java_home=fake_jdk), messages.append)
     assert stack.settings.home.parent == Path("/var/tmp")
