@@ -96,36 +96,14 @@ class DetectStage:
         source = parser.name if parser else "unknown"
         metrics.RECEIVED.labels("detect", source).inc()
         if parser is None:
-            self._dead_letter(
-                outputs,
-                record,
-                source,
-                make_entry(
-                    record,
-                    parser="none",
-                    stage="route",
-                    error_type=ErrorType.SHAPE,
-                    message=f"no parser is configured for topic {record.topic!r}",
-                    original=record.value,
-                    index_in_record=None,
-                    max_original_bytes=self._max_original,
-                ),
-            )
+            message = f"no parser is configured for topic {record.topic!r}"
+            self._reject_record(outputs, record, source, "route", ErrorType.SHAPE, message)
             return outputs
         try:
             result = parser.parse(record)
         except Exception as exc:  # a parser bug must not stop the consumer; the record goes to the DLQ
-            entry = make_entry(
-                record,
-                parser=parser.name,
-                stage="parse",
-                error_type=ErrorType.INTERNAL,
-                message=f"parser raised {type(exc).__name__}: {exc}",
-                original=record.value,
-                index_in_record=None,
-                max_original_bytes=self._max_original,
-            )
-            self._dead_letter(outputs, record, source, entry)
+            message = f"parser raised {type(exc).__name__}: {exc}"
+            self._reject_record(outputs, record, source, "parse", ErrorType.INTERNAL, message)
             return outputs
         if result.skipped:
             metrics.DROPPED.labels("detect", source, "skipped").inc(result.skipped)
@@ -164,6 +142,22 @@ class DetectStage:
                 )
             for key, value in alert.correlation_messages:
                 outputs.kafka_messages.append((self._alerts_topic, key, value))
+
+    def _reject_record(
+        self, outputs: RecordOutputs, record: SourceRecord, source: str, stage: str, error: ErrorType, message: str
+    ) -> None:
+        """The whole record goes to the DLQ (no parser for its topic, or the parser crashed)."""
+        entry = make_entry(
+            record,
+            parser=source,
+            stage=stage,
+            error_type=error,
+            message=message,
+            original=record.value,
+            index_in_record=None,
+            max_original_bytes=self._max_original,
+        )
+        self._dead_letter(outputs, record, source, entry)
 
     def _dead_letter(self, outputs: RecordOutputs, record: SourceRecord, source: str, entry: DlqEntry) -> None:
         error_type = entry.document["dlq"]["error_type"]
