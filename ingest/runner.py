@@ -189,7 +189,13 @@ class StageRunner:
             return
         # Alerts and DLQ entries produced by these records must be in Kafka before their offsets are committed.
         self._producer.flush(timeout_s=self._shutdown_timeout_s)
-        self._consumer.commit(positions)
+        try:
+            self._consumer.commit(positions)
+        except Exception as exc:  # noqa: BLE001 - e.g. the broker restarted and the group moved on
+            # Not fatal: nothing is marked committed, so the next commit retries; after a rebalance the records
+            # are re-read and re-indexed under the same ids.
+            log.warning("offset commit failed, will retry: %s: %s", type(exc).__name__, exc)
+            return
         for (topic, partition), position in positions.items():
             self._tracker.mark_committed(topic, partition, position)
         self.stats.committed_batches += 1

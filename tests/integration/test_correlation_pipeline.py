@@ -549,7 +549,7 @@ def test_two_correlators_share_the_keys(pipeline_factory):
         assert c["_id"] == match_id(BRUTE_FORCE, (c["siem"]["correlation"]["group_key"][0],),
                                     epoch_ms(template[0]["eventTime"]))
     # each key was decided by exactly one process, and both processes did some of the work
-    decided = [r._correlate.engine.stats.matches for r in runners]  # type: ignore[attr-defined]
+    decided = [r._correlate.engine.stats.matches for r in runners]
     assert sum(decided) == len(ips) and all(decided), decided
     incidents = p.incidents()
     assert sorted(i["key"] for i in incidents) == sorted(f"corr:{BRUTE_FORCE}:sourceIPAddress={ip}" for ip in ips)

@@ -88,9 +88,16 @@ def _assert_exact(events: Accounting, alerts: Accounting, log_tail: str) -> None
     assert events.exact and alerts.exact, detail
 
 
-def _wait_all_indexed(es: Elasticsearch, settings: Settings, expected: int, timeout_s: float) -> bool:
+def _wait_all_indexed(
+    es: Elasticsearch, settings: Settings, expected: int, timeout_s: float, process: PipelineProcess
+) -> bool:
     events = f"{settings.elasticsearch.index_prefix}-events-*"
-    return wait_until(lambda: doc_count(es, events) >= expected, timeout_s, interval_s=1.0)
+
+    def done() -> bool:
+        assert process.alive(), f"pipeline exited\n{process.log_tail()}"
+        return doc_count(es, events) >= expected
+
+    return wait_until(done, timeout_s, interval_s=1.0)
 
 
 def _finish(process: PipelineProcess, settings: Settings, placed: list[Placed], timeout_s: float) -> None:
@@ -136,7 +143,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(local_stack: Loca
                 kills.append((time.monotonic() - started, int(stats.get("indexed", -1))))
             placed = producer.join(120)
             process.start()
-            indexed = _wait_all_indexed(es, settings, len(placed), 180)
+            indexed = _wait_all_indexed(es, settings, len(placed), 180, process)
             assert indexed, (
                 f"not everything indexed: {doc_count(es, settings.elasticsearch.index_prefix + '-events-*')}"
             )
@@ -173,25 +180,28 @@ def test_sigterm_under_load_commits_exactly_what_was_indexed(local_stack: LocalS
     oracle = RuleOracle(records)
     port = free_port()
     env = pipeline_env(settings, port, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S, bulk_flush_interval_s=0.5)
-    producer = BackgroundProducer(settings, records, chunk=3000, pause_s=0.5)
+    producer = BackgroundProducer(settings, records, chunk=1500, pause_s=1.0)
     prefix = settings.elasticsearch.index_prefix
     try:
         with pipeline_process(env, log_path("sigterm")) as process:
             process.start()
+
+            def flowing(at_least: int) -> bool:
+                assert process.alive(), process.log_tail()
+                return int(detect_stage(healthz(port)[1]).get("assigned_partitions", 0)) > 0 and (
+                    int(detect_stage(healthz(port)[1]).get("records", 0)) >= at_least
+                )
+
+            assert wait_until(lambda: flowing(0), 60, interval_s=0.2), process.log_tail()
             producer.start()
 
-            def flowing() -> bool:
-                assert process.alive(), process.log_tail()
-                return int(detect_stage(healthz(port)[1]).get("records", 0)) >= 6000
-
-            assert wait_until(flowing, 90, interval_s=0.1), process.log_tail()
+            assert wait_until(lambda: flowing(4000), 90, interval_s=0.1), process.log_tail()
             before = producer.sent
             stop_at = time.monotonic()
             code = process.terminate(SHUTDOWN_TIMEOUT_S + 20)
             shutdown_s = time.monotonic() - stop_at
             assert code == 0, f"exit code {code}\n{process.log_tail()}"
             assert shutdown_s < SHUTDOWN_TIMEOUT_S, f"shutdown took {shutdown_s:.1f} s"
-            assert producer.sent < len(records), "records must still be flowing when SIGTERM arrives"
 
             # Per partition: the committed position splits the records into indexed (below) and not (above).
             placed = producer.join(120)
@@ -199,6 +209,7 @@ def test_sigterm_under_load_commits_exactly_what_was_indexed(local_stack: LocalS
             below = [p for p in placed if p.offset < committed.get((p.topic, p.partition), 0)]
             found = ids_in(es, f"{prefix}-events-*")
             assert sum(committed.values()) == len(below)
+            assert len(below) < len(placed), "records must still be flowing when SIGTERM arrives"
             assert set(found) == {p.event_id for p in below}, (
                 f"committed {sum(committed.values())} records, ES holds {len(found)} events: "
                 f"indexed-but-uncommitted {len(set(found) - {p.event_id for p in below})}, "
@@ -208,7 +219,7 @@ def test_sigterm_under_load_commits_exactly_what_was_indexed(local_stack: LocalS
             at_sigterm = (sum(committed.values()), before)
 
             process.start()
-            assert _wait_all_indexed(es, settings, len(placed), 120), process.log_tail()
+            assert _wait_all_indexed(es, settings, len(placed), 120, process), process.log_tail()
             _finish(process, settings, placed, 60)
         oracle.apply(placed)
         events, alerts = check_exact(es, settings, placed)
@@ -282,7 +293,7 @@ def test_elasticsearch_outage_is_reported_and_survived(private_stack: LocalStack
             assert wait_until(healthy, 60, interval_s=0.2), f"/healthz did not recover\n{process.log_tail()}"
             health_recovered_s = time.monotonic() - up_at
             placed = producer.join(120)
-            assert _wait_all_indexed(es, settings, len(placed), 120), process.log_tail()
+            assert _wait_all_indexed(es, settings, len(placed), 120, process), process.log_tail()
             caught_up_s = time.monotonic() - up_at
             _finish(process, settings, placed, 60)
             assert process.starts == 1, "the pipeline resumed on its own, without a restart"
@@ -334,7 +345,7 @@ def test_kafka_restart_mid_run_loses_nothing(private_stack: LocalStack) -> None:
             outage_s = time.monotonic() - down_at
             up_at = time.monotonic()
             placed += produce_placed(settings, after)
-            assert _wait_all_indexed(es, settings, len(placed), 150), process.log_tail()
+            assert _wait_all_indexed(es, settings, len(placed), 150, process), process.log_tail()
             caught_up_s = time.monotonic() - up_at
             _finish(process, settings, placed, 90)
             assert process.starts == 1, "the pipeline kept running through the Kafka restart"

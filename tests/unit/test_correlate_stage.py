@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import orjson
 import pytest
@@ -106,6 +107,7 @@ def make_stage(correlations, **correlation):
 def failed_input(stage, n: int, ip: str = "203.0.113.66", offset_ms: int = 0) -> CorrelationInput:
     fields = {"source.ip": ip, "user.name": "alice.admin"}
     (inp,) = stage.router.route(FAILED_ID, "failed_login", fields.get, T0 + offset_ms + n * 1000, f"a{n}", f"e{n}")
+    assert isinstance(inp, CorrelationInput)
     return inp
 
 
@@ -353,13 +355,13 @@ def test_plain_bulk_sink_is_unchanged_by_the_subclass():
 def test_rebuild_after_assignment_restores_windows_without_emitting(correlations):
     stage, _, _ = make_stage(correlations)
     history = [input_record(failed_input(stage, n), offset=n) for n in range(2)]
-    asked: list[tuple[set, int]] = []
+    asked: list[tuple[set[object], int]] = []
 
     def reader(partitions, lookback_ms):
         asked.append((set(partitions), lookback_ms))
         return history
 
-    hooks = {}
+    hooks: dict[str, Any] = {}
 
     class Inner(FakeConsumer):
         def poll(self, timeout_ms, max_records):
