@@ -31,18 +31,17 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+sys.dont_write_bytecode = True  # no __pycache__ in bench/ from importing the helper module
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-
-from elasticsearch import Elasticsearch  # noqa: E402
-from kafka import KafkaProducer  # noqa: E402
 
 from e2e_support import (  # noqa: E402
     benchmark_records,
@@ -51,6 +50,9 @@ from e2e_support import (  # noqa: E402
     new_tag,
     panther_cloudtrail_records,
 )
+from elasticsearch import Elasticsearch  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
+
 from correlation.detection.engine import RuleSetHolder  # noqa: E402
 from correlation.windows.router import CorrelationRouter  # noqa: E402
 from indexing.bulk import BulkAction  # noqa: E402
@@ -66,6 +68,7 @@ from siem.config import ElasticsearchSettings, KafkaSettings, PipelineSettings, 
 
 TARGET_RATIO = 0.80
 TARGET_P99_S = 2.0
+STOP_TIMEOUT_S = 60.0
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,8 +78,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--latency-seconds", type=float, default=25.0)
     ap.add_argument("--rate", type=float, default=2000.0, help="events/s of the latency phase")
     ap.add_argument("--trigger-every", type=int, default=20, help="one record in this many fires the admin-policy rule")
-    ap.add_argument("--alert-fraction", type=float, default=0.01,
-                    help="fraction of the N records that fire a rule (Panther test cases that do)")
+    ap.add_argument(
+        "--alert-fraction",
+        type=float,
+        default=0.01,
+        help="fraction of the N records that fire a rule (Panther test cases that do)",
+    )
     ap.add_argument("--partitions", type=int, default=None, help="partitions of the isolated topics (default: 3)")
     ap.add_argument("--skip-latency", action="store_true")
     # Pipeline / index overrides, to try settings (the figures say which were used).
@@ -96,8 +103,11 @@ def make_settings(prefix: str, args: argparse.Namespace) -> Settings:
         if value is not None:
             pipeline[name] = value
     kafka: dict[str, Any] = {
-        "raw_topics": {f"{prefix}.raw.cloudtrail": "cloudtrail", f"{prefix}.raw.k8s": "k8s_audit",
-                       f"{prefix}.raw.app": "app"},
+        "raw_topics": {
+            f"{prefix}.raw.cloudtrail": "cloudtrail",
+            f"{prefix}.raw.k8s": "k8s_audit",
+            f"{prefix}.raw.app": "app",
+        },
         "alerts_topic": f"{prefix}.alerts",
         "dlq_topic": f"{prefix}.dlq",
         "detect_group_id": f"{prefix}-detect",
@@ -108,8 +118,9 @@ def make_settings(prefix: str, args: argparse.Namespace) -> Settings:
     es: dict[str, Any] = {"index_prefix": prefix}
     if args.refresh_interval:
         es["refresh_interval"] = args.refresh_interval
-    return Settings(kafka=KafkaSettings(**kafka), elasticsearch=ElasticsearchSettings(**es),
-                    pipeline=PipelineSettings(**pipeline))
+    return Settings(
+        kafka=KafkaSettings(**kafka), elasticsearch=ElasticsearchSettings(**es), pipeline=PipelineSettings(**pipeline)
+    )
 
 
 def ensure_stack(settings: Settings) -> None:
@@ -131,8 +142,7 @@ def raw_topic(settings: Settings) -> str:
 # -- phase 0: records Elasticsearch accepts ---------------------------------------------------------------
 
 
-def classify_templates(settings: Settings, es: Elasticsearch
-                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def classify_templates(settings: Settings, es: Elasticsearch) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """The Panther records whose documents the index template accepts, split into (quiet, alerting), and how
     many were left out. Each is indexed once into the ceiling prefix, then the indices are deleted.
 
@@ -154,8 +164,7 @@ def classify_templates(settings: Settings, es: Elasticsearch
         refused.update(r.action.token.offset for r in report.rejected)
         if report.request_error or report.retrying:
             time.sleep(0.2)
-    es.indices.delete(index=f"{settings.elasticsearch.index_prefix}-*", ignore_unavailable=True,
-                      allow_no_indices=True)
+    es.indices.delete(index=f"{settings.elasticsearch.index_prefix}-*", ignore_unavailable=True, allow_no_indices=True)
     quiet = [t for i, t in enumerate(templates) if i not in refused and i not in firing]
     alerting = [t for i, t in enumerate(templates) if i not in refused and i in firing]
     return quiet, alerting, len(refused)
@@ -170,10 +179,14 @@ def build_actions(settings: Settings, raw: list[bytes]) -> tuple[list[BulkAction
     correlations = compile_correlations(rules)
     router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
     topic = raw_topic(settings)
-    stage = DetectStage({topic: build_parsers(settings.parsers)["cloudtrail"]},
-                        SigmaDetector(rules, router, settings.rules.alert_incident_level),
-                        settings.elasticsearch, settings.pipeline, settings.kafka.alerts_topic,
-                        settings.kafka.dlq_topic)
+    stage = DetectStage(
+        {topic: build_parsers(settings.parsers)["cloudtrail"]},
+        SigmaDetector(rules, router, settings.rules.alert_incident_level),
+        settings.elasticsearch,
+        settings.pipeline,
+        settings.kafka.alerts_topic,
+        settings.kafka.dlq_topic,
+    )
     actions: list[BulkAction] = []
     started = time.perf_counter()
     for offset, value in enumerate(raw):
@@ -210,8 +223,13 @@ def bulk_ceiling(settings: Settings, client: Elasticsearch, actions: list[BulkAc
 
 
 def produce_raw(settings: Settings, raw: list[bytes]) -> float:
-    producer = KafkaProducer(**settings.kafka.client_options(), acks="all", linger_ms=20,
-                             batch_size=512 * 1024, max_request_size=32 * 1024 * 1024)
+    producer = KafkaProducer(
+        **settings.kafka.client_options(),
+        acks="all",
+        linger_ms=20,
+        batch_size=512 * 1024,
+        max_request_size=32 * 1024 * 1024,
+    )
     topic = raw_topic(settings)
     started = time.perf_counter()
     try:
@@ -253,13 +271,19 @@ def es_count(es: Elasticsearch, index: str) -> int:
 # -- phase 3: latency ----------------------------------------------------------------------------------------
 
 
-def run_latency(settings: Settings, args: argparse.Namespace, tag: str, templates: list[dict[str, Any]]
-                ) -> dict[str, Any]:
+def run_latency(
+    settings: Settings, args: argparse.Namespace, tag: str, templates: list[dict[str, Any]]
+) -> dict[str, Any]:
     config = {
         "records": templates,
-        "rate": args.rate, "seconds": args.latency_seconds, "trigger_every": args.trigger_every,
-        "index_prefix": settings.elasticsearch.index_prefix, "tag": tag, "topic": raw_topic(settings),
-        "es_options": settings.elasticsearch.client_options(), "kafka_options": settings.kafka.client_options(),
+        "rate": args.rate,
+        "seconds": args.latency_seconds,
+        "trigger_every": args.trigger_every,
+        "index_prefix": settings.elasticsearch.index_prefix,
+        "tag": tag,
+        "topic": raw_topic(settings),
+        "es_options": settings.elasticsearch.client_options(),
+        "kafka_options": settings.kafka.client_options(),
         "grace_s": 30.0,
     }
     ctx = multiprocessing.get_context("spawn")
@@ -294,8 +318,11 @@ def cleanup(es: Elasticsearch, settings: Settings) -> None:
     except Exception as exc:  # noqa: BLE001 - report, keep cleaning
         print(f"cleanup of indices/templates {prefix}-* failed: {exc}")
     try:
-        delete_topics(settings.kafka.client_options(), pipeline_topics(settings.kafka),
-                      [settings.kafka.detect_group_id, settings.kafka.correlate_group_id])
+        delete_topics(
+            settings.kafka.client_options(),
+            pipeline_topics(settings.kafka),
+            [settings.kafka.detect_group_id, settings.kafka.correlate_group_id],
+        )
     except Exception as exc:  # noqa: BLE001
         print(f"cleanup of topics {prefix}.* failed: {exc}")
 
@@ -306,48 +333,61 @@ def cleanup(es: Elasticsearch, settings: Settings) -> None:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stages: tuple[StageName, ...] = tuple(s.strip() for s in args.stages.split(",") if s.strip())  # type: ignore[assignment]
+    stages = cast(tuple[StageName, ...], tuple(s.strip() for s in args.stages.split(",") if s.strip()))
     tag = new_tag()
     ceiling_settings = make_settings(f"bc{tag}", args)
     e2e_settings = make_settings(f"be{tag}", args)
     ensure_stack(e2e_settings)
     es = make_client(e2e_settings.elasticsearch)
     p = e2e_settings.pipeline
-    print(f"bench_e2e {tag}: N={args.events} stages={','.join(stages)} bulk_max_actions={p.bulk_max_actions} "
-          f"bulk_max_bytes={p.bulk_max_bytes} bulk_flush_interval_s={p.bulk_flush_interval_s} "
-          f"poll_max_records={p.poll_max_records} poll_timeout_ms={p.poll_timeout_ms} "
-          f"refresh_interval={e2e_settings.elasticsearch.refresh_interval} "
-          f"partitions={e2e_settings.kafka.topic_partitions}", flush=True)
+    print(
+        f"bench_e2e {tag}: N={args.events} stages={','.join(stages)} bulk_max_actions={p.bulk_max_actions} "
+        f"bulk_max_bytes={p.bulk_max_bytes} bulk_flush_interval_s={p.bulk_flush_interval_s} "
+        f"poll_max_records={p.poll_max_records} poll_timeout_ms={p.poll_timeout_ms} "
+        f"refresh_interval={e2e_settings.elasticsearch.refresh_interval} "
+        f"partitions={e2e_settings.kafka.topic_partitions}",
+        flush=True,
+    )
     figures: dict[str, Any] = {}
     service: Service | None = None
     try:
         setup(ceiling_settings, es)
         templates, alerting, refused = classify_templates(ceiling_settings, es)
         alert_every = round(1 / args.alert_fraction) if args.alert_fraction > 0 else 0
-        print(f"Panther CloudTrail records: {len(templates)} quiet + {len(alerting)} that fire a rule "
-              f"(1 in {alert_every} of the records), {refused} left out (ES mapping conflicts)", flush=True)
+        print(
+            f"Panther CloudTrail records: {len(templates)} quiet + {len(alerting)} that fire a rule "
+            f"(1 in {alert_every} of the records), {refused} left out (ES mapping conflicts)",
+            flush=True,
+        )
         raw = benchmark_records(args.events, tag, time.time(), templates, alerting, alert_every)
         actions, stage_rate = build_actions(ceiling_settings, raw)
         n_alerts = sum(1 for a in actions if a.token.kind == "alert")
         n_events = sum(1 for a in actions if a.token.kind == "event")
         mean_bytes = sum(len(a.source) for a in actions) / len(actions)
-        print(f"records: {len(raw)} raw -> {n_events} events + {n_alerts} alerts "
-              f"({len(actions)} docs, {mean_bytes:.0f} B/doc); detect stage offline: {stage_rate:,.0f} records/s",
-              flush=True)
+        print(
+            f"records: {len(raw)} raw -> {n_events} events + {n_alerts} alerts "
+            f"({len(actions)} docs, {mean_bytes:.0f} B/doc); detect stage offline: {stage_rate:,.0f} records/s",
+            flush=True,
+        )
 
         # 1. ceiling
         ceiling_s, requests = bulk_ceiling(ceiling_settings, es, actions)
         figures["ceiling"] = len(actions) / ceiling_s
         figures["ceiling_events"] = n_events / ceiling_s
-        print(f"[1] ES ceiling: {len(actions)} docs in {ceiling_s:.2f} s ({requests} bulk requests) = "
-              f"{figures['ceiling']:,.0f} docs/s", flush=True)
+        print(
+            f"[1] ES ceiling: {len(actions)} docs in {ceiling_s:.2f} s ({requests} bulk requests) = "
+            f"{figures['ceiling']:,.0f} docs/s",
+            flush=True,
+        )
         del actions
 
         # 2. end to end
         setup(e2e_settings, es)
         produce_s = produce_raw(e2e_settings, raw)
-        print(f"[2] produced {len(raw)} raw records in {produce_s:.2f} s ({len(raw) / produce_s:,.0f}/s, not timed)",
-              flush=True)
+        print(
+            f"[2] produced {len(raw)} raw records in {produce_s:.2f} s ({len(raw) / produce_s:,.0f}/s, not timed)",
+            flush=True,
+        )
         del raw
         service = build_service(e2e_settings, stages)
         e2e = run_e2e(service, n_events)
@@ -359,15 +399,21 @@ def main() -> int:
         figures["e2e_steady"] = docs / e2e["steady_s"]
         figures["e2e_events"] = n_events / e2e["total_s"]
         in_es = es_count(es, f"{e2e_settings.elasticsearch.index_prefix}-events-*")
-        print(f"[2] end-to-end: {n_events} events + {n_alerts} alerts indexed in {e2e['total_s']:.2f} s from start "
-              f"= {figures['e2e']:,.0f} docs/s ({figures['e2e_events']:,.0f} events/s); "
-              f"group join {e2e['join_s']:.2f} s, then {e2e['steady_s']:.2f} s = {figures['e2e_steady']:,.0f} docs/s; "
-              f"_count events = {in_es}", flush=True)
+        print(
+            f"[2] end-to-end: {n_events} events + {n_alerts} alerts indexed in {e2e['total_s']:.2f} s from start "
+            f"= {figures['e2e']:,.0f} docs/s ({figures['e2e_events']:,.0f} events/s); "
+            f"group join {e2e['join_s']:.2f} s, then {e2e['steady_s']:.2f} s = {figures['e2e_steady']:,.0f} docs/s; "
+            f"_count events = {in_es}",
+            flush=True,
+        )
         correlate = next((r for r in service.runners if r.name == "correlate"), None)
         figures["correlate_records"] = correlate.stats.records if correlate is not None else None
         if correlate is not None:
-            print(f"    correlate stage at that moment: {correlate.stats.records} alert messages consumed, "
-                  f"{correlate.stats.indexed + correlate.stats.alerts} docs indexed", flush=True)
+            print(
+                f"    correlate stage at that moment: {correlate.stats.records} alert messages consumed, "
+                f"{correlate.stats.indexed + correlate.stats.alerts} docs indexed",
+                flush=True,
+            )
 
         # 3. latency
         if not args.skip_latency:
@@ -378,23 +424,43 @@ def main() -> int:
             if lat:
                 figures["p50"] = percentile(lat, 0.50)
                 figures["p99"] = percentile(lat, 0.99)
-                print(f"[3] latency: produced {result['produced']} at {result['achieved_rate']:,.0f}/s, "
-                      f"{result['triggers']} triggers, {len(lat)} alerts found, {result['missing']} missing; "
-                      f"p50 {fmt_s(figures['p50'])}, p99 {fmt_s(figures['p99'])}, max {fmt_s(max(lat))}", flush=True)
+                print(
+                    f"[3] latency: produced {result['produced']} at {result['achieved_rate']:,.0f}/s, "
+                    f"{result['triggers']} triggers, {len(lat)} alerts found, {result['missing']} missing; "
+                    f"p50 {fmt_s(figures['p50'])}, p99 {fmt_s(figures['p99'])}, max {fmt_s(max(lat))}",
+                    flush=True,
+                )
             if correlate is not None:
-                print(f"    correlate stage: {correlate.stats.records} alert messages consumed so far "
-                      f"(incident writes are synchronous, one alert at a time)", flush=True)
+                print(
+                    f"    correlate stage: {correlate.stats.records} alert messages consumed so far "
+                    f"(incident writes are synchronous, one alert at a time)",
+                    flush=True,
+                )
     finally:
         if service is not None:
             stopping = time.perf_counter()
-            service.stop(timeout_s=90)
-            print(f"service.stop() took {time.perf_counter() - stopping:.1f} s", flush=True)
-            if service.alive():
-                print("WARNING: a stage thread is still running after stop(90 s); topics are deleted anyway")
+            service.stop(timeout_s=STOP_TIMEOUT_S)
+            figures["stop_s"] = time.perf_counter() - stopping
+            figures["stuck"] = service.alive()
         cleanup(es, ceiling_settings)
         cleanup(es, e2e_settings)
+        if figures.get("stuck"):
+            # The stuck stage still writes (incidents index, auto-created alerts topic): clean once more just
+            # before the hard exit below.
+            time.sleep(2)
+            cleanup(es, e2e_settings)
 
     report(figures, args, stages, e2e_settings)
+    if figures.get("stuck"):
+        # A stage thread (non-daemon) that ignores the stop flag would keep the process alive for minutes.
+        print(
+            f"service.stop() gave up after {figures['stop_s']:.0f} s: a stage thread is still running "
+            "(its topics are deleted); exiting without waiting for it",
+            flush=True,
+        )
+        sys.stderr.flush()
+        os._exit(0)
+    print(f"service.stop() took {figures.get('stop_s', 0):.1f} s")
     return 0
 
 
@@ -405,25 +471,36 @@ def fmt_s(seconds: float) -> str:
 def report(figures: dict[str, Any], args: argparse.Namespace, stages: tuple[str, ...], settings: Settings) -> None:
     p = settings.pipeline
     print("\n=== end-to-end benchmark ===")
-    print(f"N = {args.events} CloudTrail records; stages = {','.join(stages)}; bulk_max_actions={p.bulk_max_actions}, "
-          f"bulk_max_bytes={p.bulk_max_bytes}, bulk_flush_interval_s={p.bulk_flush_interval_s}, "
-          f"poll_max_records={p.poll_max_records}, poll_timeout_ms={p.poll_timeout_ms}, "
-          f"refresh_interval={settings.elasticsearch.refresh_interval}, partitions={settings.kafka.topic_partitions}")
+    print(
+        f"N = {args.events} CloudTrail records; stages = {','.join(stages)}; bulk_max_actions={p.bulk_max_actions}, "
+        f"bulk_max_bytes={p.bulk_max_bytes}, bulk_flush_interval_s={p.bulk_flush_interval_s}, "
+        f"poll_max_records={p.poll_max_records}, poll_timeout_ms={p.poll_timeout_ms}, "
+        f"refresh_interval={settings.elasticsearch.refresh_interval}, partitions={settings.kafka.topic_partitions}"
+    )
     if "ceiling" in figures and "e2e" in figures:
         ratio = figures["e2e"] / figures["ceiling"]
         ratio_steady = figures["e2e_steady"] / figures["ceiling"]
         verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
         print(f"ES ceiling          {figures['ceiling']:>10,.0f} docs/s")
-        print(f"end-to-end          {figures['e2e']:>10,.0f} docs/s ({figures['e2e_events']:,.0f} events/s) from start; "
-              f"{figures['e2e_steady']:,.0f} docs/s after the group join")
-        print(f"ratio               {ratio:>10.1%} (after join {ratio_steady:.1%})   target >= {TARGET_RATIO:.0%}: {verdict}")
+        print(
+            f"end-to-end          {figures['e2e']:>10,.0f} docs/s ({figures['e2e_events']:,.0f} events/s) "
+            f"from start; {figures['e2e_steady']:,.0f} docs/s after the group join"
+        )
+        print(
+            f"ratio               {ratio:>10.1%} (after join {ratio_steady:.1%})   "
+            f"target >= {TARGET_RATIO:.0%}: {verdict}"
+        )
     if "p99" in figures:
         result = figures["latency"]
-        print(f"latency phase       {result['produced']} records produced at {result['achieved_rate']:,.0f}/s, "
-              f"{result['triggers']} alerts expected, {result['missing']} not found within 30 s after the last send")
+        print(
+            f"latency phase       {result['produced']} records produced at {result['achieved_rate']:,.0f}/s, "
+            f"{result['triggers']} alerts expected, {result['missing']} not found within 30 s after the last send"
+        )
         verdict = "met" if figures["p99"] <= TARGET_P99_S else "MISSED"
-        print(f"latency @ {args.rate:,.0f}/s    p50 {fmt_s(figures['p50'])}, p99 {fmt_s(figures['p99'])}"
-              f"   target p99 <= {TARGET_P99_S:.0f} s: {verdict}")
+        print(
+            f"latency @ {args.rate:,.0f}/s    p50 {fmt_s(figures['p50'])}, p99 {fmt_s(figures['p99'])}"
+            f"   target p99 <= {TARGET_P99_S:.0f} s: {verdict}"
+        )
     elif not args.skip_latency:
         print("latency: no alert was found — MISSED")
 

@@ -68,8 +68,14 @@ def panther_cloudtrail_records() -> list[dict[str, Any]]:
     return records
 
 
-def benchmark_records(n: int, tag: str, now_s: float, records: list[dict[str, Any]] | None = None,
-                      alerting: list[dict[str, Any]] | None = None, alert_every: int = 0) -> list[bytes]:
+def benchmark_records(
+    n: int,
+    tag: str,
+    now_s: float,
+    records: list[dict[str, Any]] | None = None,
+    alerting: list[dict[str, Any]] | None = None,
+    alert_every: int = 0,
+) -> list[bytes]:
     """``n`` raw CloudTrail records cycled from ``records`` (default: the Panther set), with unique eventIDs;
     with ``alerting`` and ``alert_every``, one record in ``alert_every`` is taken from ``alerting`` instead.
 
@@ -111,10 +117,52 @@ def delete_topics(bootstrap: dict[str, Any], topics: list[str], groups: list[str
 # -- latency child process -----------------------------------------------------------------------------------
 
 
+class AlertPoller:
+    """Realtime multi-GET of the alerts still awaited; records (time found − produce time) for each found."""
+
+    def __init__(self, es: Any, grace_s: float) -> None:
+        self._es = es
+        self._grace_s = grace_s
+        self.pending: dict[str, tuple[float, str]] = {}  # alert id -> (produce wall time, alerts index)
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        self.producing_done = threading.Event()
+
+    def expect(self, alert_doc_id: str, produced_at: float, index: str) -> None:
+        with self.lock:
+            self.pending[alert_doc_id] = (produced_at, index)
+
+    def run(self) -> None:
+        grace_deadline: float | None = None
+        while True:
+            with self.lock:
+                batch = list(self.pending.items())[:1000]
+            if self.producing_done.is_set():
+                grace_deadline = grace_deadline or time.time() + self._grace_s
+                if not batch or time.time() > grace_deadline:
+                    return
+            if batch:
+                self._check(batch)
+            time.sleep(0.05)
+
+    def _check(self, batch: list[tuple[str, tuple[float, str]]]) -> None:
+        docs = [{"_index": index, "_id": aid} for aid, (_, index) in batch]
+        try:
+            response = self._es.mget(docs=docs, source=False, realtime=True)
+        except Exception:  # noqa: BLE001 - transient (or the index is not created yet); next round
+            return
+        seen = time.time()
+        with self.lock:
+            for doc in response["docs"]:
+                entry = self.pending.pop(doc["_id"], None) if doc.get("found") else None
+                if entry is not None:
+                    self.latencies.append(seen - entry[0])
+
+
 def latency_child(config: dict[str, Any], result_queue: Any) -> None:
     """Produce at a fixed rate; poll ES (realtime GET) for the alert of every trigger record; report latencies.
 
-    Sends (latencies_s list, produced, triggers, missing) on ``result_queue``.
+    Puts {latencies, produced, triggers, missing, achieved_rate} on ``result_queue``.
     """
     import sys
 
@@ -125,83 +173,46 @@ def latency_child(config: dict[str, Any], result_queue: Any) -> None:
     from correlation.detection.alerts import alert_id
 
     rate = float(config["rate"])
-    seconds = float(config["seconds"])
     every = int(config["trigger_every"])
-    prefix = config["index_prefix"]
-    tag = config["tag"]
     templates = [orjson.dumps(r) for r in config["records"]]
-
-    es = Elasticsearch(**config["es_options"])
     producer = KafkaProducer(**config["kafka_options"], acks="all", linger_ms=5)
-    pending: dict[str, tuple[float, str]] = {}  # alert id -> (produce wall time, alerts index)
-    latencies: list[float] = []
-    lock = threading.Lock()
-    producing_done = threading.Event()
-
-    def poll_alerts() -> None:
-        grace_deadline: float | None = None
-        while True:
-            with lock:
-                batch = list(pending.items())[:1000]
-            if not batch:
-                if producing_done.is_set():
-                    return
-                time.sleep(0.02)
-                continue
-            if producing_done.is_set():
-                grace_deadline = grace_deadline or time.time() + float(config["grace_s"])
-                if time.time() > grace_deadline:
-                    return
-            docs = [{"_index": index, "_id": aid} for aid, (_, index) in batch]
-            try:
-                response = es.mget(docs=docs, source=False, realtime=True)
-            except Exception:  # noqa: BLE001 - transient; try again next round
-                time.sleep(0.05)
-                continue
-            seen = time.time()
-            with lock:
-                for doc in response["docs"]:
-                    if doc.get("found"):
-                        entry = pending.pop(doc["_id"], None)
-                        if entry is not None:
-                            latencies.append(seen - entry[0])
-            time.sleep(0.05)
-
-    poller = threading.Thread(target=poll_alerts, name="alert-poller")
-    poller.start()
-    total = int(rate * seconds)
+    poller = AlertPoller(Elasticsearch(**config["es_options"]), float(config["grace_s"]))
+    thread = threading.Thread(target=poller.run, name="alert-poller")
+    thread.start()
+    total = int(rate * float(config["seconds"]))
     t0 = time.monotonic()
-    triggers = 0
     for i in range(total):
-        due = t0 + i / rate
-        ahead = due - time.monotonic()
+        ahead = t0 + i / rate - time.monotonic()
         if ahead > 0.002:
             time.sleep(ahead)
         now = time.time()
         trigger = i % every == every - 1
-        if trigger:
-            rec = dict(TRIGGER_TEMPLATE)
-            triggers += 1
-        else:
-            rec = orjson.loads(templates[i % len(templates)])
-        event_id = f"lat-{tag}-{i:08d}-{time.time_ns()}"  # the produce wall time travels in the id
+        rec = dict(TRIGGER_TEMPLATE) if trigger else orjson.loads(templates[i % len(templates)])
+        event_id = f"lat-{config['tag']}-{i:08d}-{time.time_ns()}"  # the produce wall time travels in the id
         rec["eventID"] = event_id
-        rec["requestID"] = f"latreq-{tag}-{i:08d}"
+        rec["requestID"] = f"latreq-{config['tag']}-{i:08d}"
         rec["eventTime"] = utc_seconds(now)
-        value = orjson.dumps(rec)
         if trigger:
-            with lock:
-                pending[alert_id(ADMIN_POLICY_RULE_ID, event_id)] = (now, f"{prefix}-alerts-{utc_day(now)}")
-        producer.send(config["topic"], value=value)
+            poller.expect(
+                alert_id(ADMIN_POLICY_RULE_ID, event_id), now, f"{config['index_prefix']}-alerts-{utc_day(now)}"
+            )
+        producer.send(config["topic"], value=orjson.dumps(rec))
     achieved = total / (time.monotonic() - t0)
     producer.flush(timeout=30)
     producer.close()
-    producing_done.set()
-    poller.join()
-    with lock:
-        missing = len(pending)
-    result_queue.put({"latencies": latencies, "produced": total, "triggers": triggers, "missing": missing,
-                      "achieved_rate": achieved})
+    poller.producing_done.set()
+    thread.join()
+    with poller.lock:
+        missing = len(poller.pending)
+    result_queue.put(
+        {
+            "latencies": poller.latencies,
+            "produced": total,
+            "triggers": total // every,
+            "missing": missing,
+            "achieved_rate": achieved,
+        }
+    )
 
 
 def new_tag() -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,8 +78,17 @@ def _is_retryable(item: ItemStatus) -> bool:
     return item.status == 429 or item.status >= 500 or item.error_type == "es_rejected_execution_exception"
 
 
+_SendResult = tuple[list[ItemStatus] | None, str | None, float]  # statuses, request error, latency
+
+
 class BulkSink:
-    """Buffers actions and flushes them; see the module docstring for outcomes."""
+    """Buffers actions and flushes them; see the module docstring for outcomes.
+
+    With ``background=True`` one bulk request at a time runs on a worker thread while the caller keeps
+    polling and parsing (CPU work and Elasticsearch overlap); ``flush`` then starts a request and hands back
+    the outcome of the previous one. Buffer, requeue and outcomes stay on the caller's thread, so the sink
+    needs no lock; memory stays bounded (the buffer plus one batch in flight).
+    """
 
     def __init__(
         self,
@@ -90,6 +100,7 @@ class BulkSink:
         backoff_max_s: float,
         backoff_base_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
         self._transport = transport
         self._max_actions = max_actions
@@ -103,6 +114,8 @@ class BulkSink:
         self._oldest_at: float | None = None
         self._failures = 0  # consecutive failed attempts, drives the backoff
         self._retry_at = 0.0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk") if background else None
+        self._in_flight: tuple[list[BulkAction], Future[_SendResult]] | None = None
         self.last_success_at: float | None = None
         self.last_error: str | None = None
 
@@ -114,7 +127,8 @@ class BulkSink:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Documents not yet acknowledged: buffered plus in flight."""
+        return len(self._buffer) + (len(self._in_flight[0]) if self._in_flight else 0)
 
     @property
     def blocked(self) -> bool:
@@ -126,7 +140,12 @@ class BulkSink:
         return len(self._buffer) >= self._max_actions or self._buffer_bytes >= self._max_bytes
 
     def due(self) -> bool:
-        """Whether a flush should happen now (size/age threshold reached and not backing off)."""
+        """Whether ``flush`` has something to do now: an outcome to collect or a batch worth sending."""
+        if self._in_flight is not None:
+            return self._in_flight[1].done()
+        return self._ready()
+
+    def _ready(self) -> bool:
         if not self._buffer or self._clock() < self._retry_at:
             return False
         if self.full or self._failures > 0:
@@ -134,23 +153,48 @@ class BulkSink:
         return self._oldest_at is not None and self._clock() - self._oldest_at >= self._flush_interval_s
 
     def flush(self, force: bool = False) -> FlushReport:
-        """Send one bulk request with the oldest buffered actions, unless backing off (``force`` ignores age)."""
+        """Collect a finished request's outcomes and send the next batch (``force``: regardless of its age)."""
         report = FlushReport()
-        if not self._buffer or self._clock() < self._retry_at:
-            report.retrying = len(self._buffer)
-            return report
-        batch = self._take_batch()
-        lines = _ndjson_lines(batch)
-        started = self._clock()
+        if self._in_flight is not None:
+            batch, future = self._in_flight
+            if not future.done():
+                if not force:
+                    report.retrying = self.pending
+                    return report
+                future.result()  # draining: wait for the request in flight
+            self._in_flight = None
+            self._complete(batch, future.result(), report)
+        backing_off = self._clock() < self._retry_at
+        if self._buffer and not backing_off and (force or self._ready()):
+            batch = self._take_batch()
+            if self._executor is None:
+                self._complete(batch, self._send(batch), report)
+            else:
+                self._in_flight = (batch, self._executor.submit(self._send, batch))
+        report.retrying = self.pending
+        return report
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def _send(self, batch: list[BulkAction]) -> _SendResult:
+        """The network part only (runs on the worker thread in background mode)."""
+        started = time.monotonic()
         try:
-            statuses = self._transport.send(lines)
+            statuses = self._transport.send(_ndjson_lines(batch))
         except TransportUnavailable as exc:
+            return None, str(exc), 0.0
+        return statuses, None, time.monotonic() - started
+
+    def _complete(self, batch: list[BulkAction], result: _SendResult, report: FlushReport) -> None:
+        statuses, error, latency = result
+        if statuses is None:
             self._requeue(batch)
-            self._note_failure(str(exc))
-            report.request_error = str(exc)
-            report.retrying = len(self._buffer)
-            return report
-        report.latency_s = self._clock() - started
+            self._note_failure(error or "bulk request failed")
+            report.request_error = error
+            return
+        report.latency_s = latency
         retry: list[BulkAction] = []
         for action, item in zip(batch, statuses, strict=True):
             if 200 <= item.status < 300:
@@ -158,7 +202,9 @@ class BulkSink:
             elif _is_retryable(item):
                 retry.append(action)
             else:
-                report.rejected.append(Rejection(action, item.status, item.error_type or "unknown", item.reason or ""))
+                report.rejected.append(
+                    Rejection(action, item.status, item.error_type or "unknown", item.reason or "")
+                )
         if retry:
             self._requeue(retry)
             self._note_failure(f"{len(retry)} items rejected with a retryable status")
@@ -166,8 +212,6 @@ class BulkSink:
             self._failures = 0
             self._retry_at = 0.0
             self.last_success_at = self._clock()
-        report.retrying = len(self._buffer)
-        return report
 
     def _take_batch(self) -> list[BulkAction]:
         batch: list[BulkAction] = []

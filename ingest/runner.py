@@ -138,8 +138,8 @@ class StageRunner:
         metrics.BULK_PENDING.labels(self.name).set(self._sink.pending)
 
     # -- delivery --------------------------------------------------------------------------------------------
-    def _flush_once(self) -> FlushReport:
-        report = self._sink.flush()
+    def _flush_once(self, force: bool = False) -> FlushReport:
+        report = self._sink.flush(force)
         if report.latency_s is not None:
             metrics.BULK_LATENCY.observe(report.latency_s)
         if report.request_error:
@@ -204,7 +204,7 @@ class StageRunner:
     def drain(self, deadline: float) -> bool:
         """Flush until nothing is pending or the deadline passes; True if everything was delivered."""
         while self._sink.pending and self._clock() < deadline:
-            report = self._flush_once()
+            report = self._flush_once(force=True)
             if report.request_error or report.retrying:
                 self._sleep(0.2)
         return self._sink.pending == 0
@@ -235,3 +235,4 @@ class StageRunner:
         finally:
             self._consumer.close()
             self._producer.close()
+            self._sink.close()

@@ -60,6 +60,7 @@ def make_sink(settings: Settings, client: Elasticsearch) -> BulkSink:
         max_bytes=p.bulk_max_bytes,
         flush_interval_s=p.bulk_flush_interval_s,
         backoff_max_s=p.bulk_backoff_max_s,
+        background=True,  # one bulk request in flight while the stage keeps parsing and matching
     )
 
 

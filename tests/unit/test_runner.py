@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import orjson
+import pytest
 
 from indexing.bulk import BulkSink
 from ingest.detect import DetectStage, NoRules
@@ -33,14 +35,22 @@ def _good(offset: int, partition: int = 0) -> SourceRecord:
     return _record(offset, orjson.dumps({"id": f"e{partition}-{offset}"}), partition)
 
 
-def _build(records: list[SourceRecord], transport: FakeTransport, clock: FakeClock | None = None):
+def _build(records: list[SourceRecord], transport: FakeTransport, clock: FakeClock | None = None, background=False):
     clock = clock or FakeClock()
     consumer = FakeConsumer(records)
     producer = FakeProducer()
     stage = DetectStage(
         {"raw": JsonTestParser()}, NoRules(), ElasticsearchSettings(), PipelineSettings(), "siem.alerts", "siem.dlq"
     )
-    sink = BulkSink(transport, max_actions=10, max_bytes=1 << 20, flush_interval_s=0.5, backoff_max_s=2.0, clock=clock)
+    sink = BulkSink(
+        transport,
+        max_actions=10,
+        max_bytes=1 << 20,
+        flush_interval_s=0.5,
+        backoff_max_s=2.0,
+        clock=clock,
+        background=background,
+    )
 
     def factory(on_revoked):
         consumer.on_revoked = on_revoked
@@ -66,21 +76,34 @@ def _run_steps(runner: StageRunner, clock: FakeClock, steps: int) -> None:
     for _ in range(steps):
         runner.step()
         clock.now += 1.0
+        time.sleep(0.002)  # background mode: let the bulk worker thread answer
 
 
-def test_everything_indexed_then_committed_past_the_last_record():
+BACKGROUND = pytest.mark.parametrize("background", [False, True], ids=["inline-bulk", "background-bulk"])
+
+
+@BACKGROUND
+def test_everything_indexed_then_committed_past_the_last_record(background):
     transport = FakeTransport()
-    runner, consumer, producer, clock = _build([_good(i) for i in range(23)], transport)
+    runner, consumer, producer, clock = _build([_good(i) for i in range(23)], transport, background=background)
     _run_steps(runner, clock, 10)
     assert len(transport.indexed) == 23
     assert consumer.committed == {("raw", 0): 23}
     assert producer.flushed >= 1  # producer flushed before each commit
 
 
-def test_outage_pauses_fetching_commits_nothing_new_and_loses_nothing():
+@BACKGROUND
+def test_outage_pauses_fetching_commits_nothing_new_and_loses_nothing(background):
     transport = FakeTransport()
-    runner, consumer, _, clock = _build([_good(i) for i in range(40)], transport)
+    runner, consumer, _, clock = _build([_good(i) for i in range(40)], transport, background=background)
     _run_steps(runner, clock, 2)
+    # A request already in flight finishes (and is committed) before the outage starts; no new polling.
+    for _ in range(500):
+        if runner.sink.due() or runner.sink.pending == 0:
+            break
+        time.sleep(0.002)
+    runner._flush_once()
+    runner._commit()
     committed_before = dict(consumer.committed)
     transport.down = True
     _run_steps(runner, clock, 6)
@@ -142,9 +165,10 @@ def test_revoke_drains_and_commits_revoked_partitions():
     assert consumer.committed == {("raw", 0): 4}
 
 
-def test_shutdown_delivers_buffer_commits_and_closes():
+@BACKGROUND
+def test_shutdown_delivers_buffer_commits_and_closes(background):
     transport = FakeTransport()
-    runner, consumer, producer, clock = _build([_good(i) for i in range(3)], transport)
+    runner, consumer, producer, clock = _build([_good(i) for i in range(3)], transport, background=background)
     stop = threading.Event()
     runner.step()
     stop.set()
