@@ -158,8 +158,12 @@ class CorrelateStage:
                 self._record_incidents([signal])
             return outputs
         with self.lock:
+            late_before = self.engine.stats.late
             matches = self.engine.process(message)
             metrics.CORRELATION_STATE.set(self.engine.group_count())
+            if self.engine.stats.late != late_before:
+                # beyond the allowed lateness: counted, not correlated (the event itself is indexed anyway)
+                metrics.DROPPED.labels(STAGE, SOURCE, "late").inc()
         token = Token(record.topic, record.partition, record.offset, "alert", SOURCE)
         signals = self._emit(matches, outputs, token)
         self._record_incidents(signals)
