@@ -199,7 +199,10 @@ def measure(rule_set: RuleSet, events: list[ParsedEvent], seconds: float) -> tup
     deadline = start + seconds
     while time.perf_counter() < deadline:
         for event in events:
-            match(event)
+            for found in match(event):
+                # The detect stage builds an alert for every match, which reads ``matched_fields``: include the
+                # work to produce them (computed lazily by ``Match``), so the figure is not flattered by laziness.
+                found.matched_fields  # noqa: B018
         processed += len(events)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return processed / wall, processed / cpu, matches, evaluations

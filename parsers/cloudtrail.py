@@ -19,8 +19,8 @@ from parsers.base import ErrorType, ParsedEvent, ParseResult, SourceRecord
 from parsers.cloudtrail_ecs import DATASET, build_ecs
 from parsers.common import ParserOptions, fallback_timestamp, item_failure, now_iso, run_guarded
 from parsers.ids import coordinate_id
-from parsers.limits import InputRejected, loads_json, unwrap_payload
-from parsers.timestamps import fast_utc_seconds, parse_timestamp
+from parsers.limits import GZIP_MAGIC, InputRejected, loads_json, unwrap_payload
+from parsers.timestamps import UTC_TEXT, parse_timestamp
 
 # Keys CloudTrail uses, for records written with lower-cased keys (seen from some forwarders and data lakes).
 _CANONICAL = [
@@ -67,7 +67,9 @@ class CloudTrailParser:
             result.skipped += 1
             return
         options = self.options
-        payload = unwrap_payload(record.value, options.max_bytes)
+        payload = record.value
+        if len(payload) > options.max_bytes or payload.startswith(GZIP_MAGIC):
+            payload = unwrap_payload(payload, options.max_bytes)
         obj = loads_json(payload, options.max_depth)
         # Per record, not per event. (Credentials are redacted per event, see build_ecs.)
         self._ingested = now_iso(options.clock)
@@ -134,14 +136,15 @@ class CloudTrailParser:
     def _event(self, rec: dict[str, Any], record: SourceRecord, index: int) -> ParsedEvent:
         options = self.options
         redactor = options.redactor
-        if redactor:
+        extra_paths = redactor.active
+        if extra_paths:
             # Extra paths first, credentials while building: both only replace values, so the order is free.
             redactor.apply(rec)
         event_time = rec.get("eventTime")
         if event_time is None:
             timestamp = fallback_timestamp(record, options.clock)
-        elif type(event_time) is str and len(event_time) == 20:
-            timestamp = fast_utc_seconds(event_time) or parse_timestamp(event_time)
+        elif type(event_time) is str:
+            timestamp = UTC_TEXT.get(event_time) or parse_timestamp(event_time)
         else:
             timestamp = parse_timestamp(event_time)
         doc = build_ecs(rec, timestamp, redact_credentials=True)
@@ -150,7 +153,7 @@ class CloudTrailParser:
         if options.keep_original:
             # Re-serialized from the redacted record: the raw bytes could hold the secrets we just removed.
             event["original"] = orjson.dumps(rec).decode()
-        if redactor:
+        if extra_paths:
             redactor.apply(doc)
         event_id = rec.get("eventID")
         doc_id = event_id if isinstance(event_id, str) and event_id else coordinate_id(

@@ -15,7 +15,7 @@ import orjson
 
 from parsers.cloudtrail_categories import CATEGORIES
 from parsers.common import ECS_VERSION, add_unique, as_ip, put
-from parsers.redaction import redacted_json
+from parsers.redaction import redact_credentials as _redact
 from parsers.timestamps import parse_iso_or_none
 
 DATASET = "aws.cloudtrail"
@@ -51,6 +51,24 @@ _dumps = orjson.dumps
 # event name -> (event.category, event.type) as lists, copied per document (documents must not share lists).
 _CATEGORY_LISTS = {name: (list(cat), list(types)) for name, (cat, types) in CATEGORIES.items()}
 _SIGN_IN_PAYLOADS = ("responseElements", "serviceEventDetails")
+
+
+# The scalar fields a record holds, in the record's key order (the document keeps that order), per key layout:
+# records of the same kind share a layout, so this replaces a membership test per key with one dict hit.
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+_PLANS_MAX = 4096
+
+
+def _scalar_plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    layout = tuple(rec)
+    plan = _PLANS.get(layout)
+    if plan is None:
+        scalars = _SCALAR_MAP
+        plan = tuple((src, scalars[src]) for src in layout if src in scalars)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[layout] = plan
+    return plan
 
 
 def _kept(value: Any) -> bool:
@@ -153,24 +171,26 @@ def _console_login(extra: Any, ct: dict[str, Any]) -> None:
 def _payload_text(value: Any, redact: bool) -> str:
     if isinstance(value, str):
         return value
-    return redacted_json(value) if redact else _dumps(value).decode()
+    if redact and value:
+        _redact(value)
+    return _dumps(value).decode()
 
 
-def _payloads(get: Callable[[str], Any], redact: bool) -> tuple[Any, Any, Any, Any, dict[str, str]]:
+def _payloads(get: Callable[[str], Any], redact: bool) -> tuple[Any, Any, Any, Any, list[tuple[str, str]]]:
     """The four free-form payloads and their JSON text (request/response redacted first when ``redact``)."""
-    texts: dict[str, str] = {}
+    texts: list[tuple[str, str]] = []
     params = get("requestParameters")
     if params is not None and params != "":
-        texts["request_parameters"] = _payload_text(params, redact and bool(params))
+        texts.append(("request_parameters", _payload_text(params, redact)))
     response = get("responseElements")
     if response is not None and response != "":
-        texts["response_elements"] = _payload_text(response, redact and bool(response))
+        texts.append(("response_elements", _payload_text(response, redact)))
     extra = get("additionalEventData")
     if extra is not None and extra != "":
-        texts["additional_eventdata"] = _payload_text(extra, False)
+        texts.append(("additional_eventdata", _payload_text(extra, False)))
     details = get("serviceEventDetails")
     if details is not None and details != "":
-        texts["service_event_details"] = _payload_text(details, False)
+        texts.append(("service_event_details", _payload_text(details, False)))
     return params, response, extra, details, texts
 
 
@@ -284,21 +304,21 @@ def build_ecs(rec: dict[str, Any], timestamp: str, redact_credentials: bool = Fa
         cloud["region"] = region
     doc: dict[str, Any] = {"@timestamp": timestamp, "event": event, "cloud": cloud,
                            "aws": {"cloudtrail": ct}, "ecs": {"version": ECS_VERSION}}
-    scalars = _SCALAR_MAP
-    for src, value in rec.items():
-        if src in scalars and value is not None and value != "":
-            ct[scalars[src]] = value
+    for src, dst in _scalar_plan(rec):
+        value = get(src)
+        if value is not None and value != "":
+            ct[dst] = value
     # Free-form payloads: the object under ``flattened`` and the JSON text (like Elastic).
     # Only objects go under ``flattened`` (a ``flattened`` field refuses a plain string: some services send
     # serviceEventDetails/requestParameters as a string); the text form below always holds the value.
     flattened: dict[str, Any] = {}
-    if "request_parameters" in texts and type(params) is dict:
+    if type(params) is dict:
         flattened["request_parameters"] = params
-    if "response_elements" in texts and type(response) is dict:
+    if type(response) is dict:
         flattened["response_elements"] = response
-    if "additional_eventdata" in texts and type(extra) is dict:
+    if type(extra) is dict:
         flattened["additional_eventdata"] = extra
-    if "service_event_details" in texts and type(details) is dict:
+    if type(details) is dict:
         flattened["service_event_details"] = details
     ct.update(texts)
     ct["flattened"] = flattened

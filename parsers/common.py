@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from time import time_ns
 from typing import Any
 
 from parsers.base import ErrorType, ParseFailure, ParseResult, SourceRecord
@@ -43,7 +44,7 @@ class ParserOptions:
 
 def run_guarded(record: SourceRecord, parser: Callable[[SourceRecord, ParseResult], None]) -> ParseResult:
     """The no-raise boundary: bad input and parser bugs both become DLQ entries with the original bytes."""
-    result = ParseResult()
+    result = ParseResult([], [])  # explicit lists: cheaper than the default factories
     try:
         parser(record, result)
     except InputRejected as exc:
@@ -70,7 +71,22 @@ def fallback_timestamp(record: SourceRecord, clock: Clock) -> str:
     return format_ms(clock())
 
 
+# The system clock's last reading, formatted: (epoch milliseconds, ECS string). The ingest time is taken for every
+# record and only changes every millisecond, so formatting it once per millisecond is enough.
+_last_now: tuple[int, str] = (-1, "")
+
+
 def now_iso(clock: Clock) -> str:
+    global _last_now
+    if clock is system_clock:
+        # Same value as format_ms(datetime.now(UTC)): both read the system clock and truncate to milliseconds.
+        ms = time_ns() // 1_000_000
+        last = _last_now
+        if last[0] == ms:
+            return last[1]
+        text = epoch_ms_to_iso(ms)
+        _last_now = (ms, text)
+        return text
     now: datetime = clock()
     return format_ms(now)
 

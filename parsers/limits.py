@@ -14,6 +14,7 @@ import orjson
 from parsers.base import ErrorType
 
 GZIP_MAGIC = b"\x1f\x8b"
+_loads = orjson.loads
 
 
 class InputRejected(Exception):  # noqa: N818 - a signal inside parsers, never leaves them
@@ -82,22 +83,29 @@ def check_depth(obj: Any, raw: bytes | str, max_depth: int) -> None:
         raise InputRejected(ErrorType.TOO_DEEP, f"JSON nesting deeper than {max_depth} levels")
 
 
+def _rejected(data: bytes | str, exc: orjson.JSONDecodeError, max_depth: int) -> InputRejected:
+    """Why orjson refused ``data``: undecodable bytes, nesting beyond orjson's own limit (1024), or invalid JSON."""
+    if isinstance(data, bytes):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return InputRejected(ErrorType.DECODE, f"not valid UTF-8: {uexc}")
+    message = str(exc)
+    lowered = message.lower()
+    if "depth limit exceeded" in lowered or "recursion" in lowered:
+        return InputRejected(ErrorType.TOO_DEEP, f"JSON nesting deeper than {max_depth} levels")
+    return InputRejected(ErrorType.JSON, f"invalid JSON: {message}")
+
+
 def loads_json(data: bytes | str, max_depth: int) -> Any:
     """Parse JSON with orjson, classifying failures as undecodable bytes, invalid JSON or too deep."""
     try:
-        obj = orjson.loads(data)
+        obj = _loads(data)
     except orjson.JSONDecodeError as exc:
-        if isinstance(data, bytes):
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as uexc:
-                raise InputRejected(ErrorType.DECODE, f"not valid UTF-8: {uexc}") from None
-        message = str(exc)
-        if "recursion" in message.lower():
-            raise InputRejected(ErrorType.TOO_DEEP, f"JSON nesting deeper than {max_depth} levels") from None
-        raise InputRejected(ErrorType.JSON, f"invalid JSON: {message}") from None
-    # check_depth, inlined: this runs once per record. Only containers can nest, so scalars need no check.
-    if isinstance(obj, dict | list):
+        raise _rejected(data, exc, max_depth) from None
+    # check_depth, inlined: this runs once per record. Only containers can nest, so scalars need no check, and
+    # JSON nested deeper than ``max_depth`` takes at least two bytes per level.
+    if (type(obj) is dict or type(obj) is list) and len(data) > 2 * max_depth:
         if isinstance(data, str):
             brackets = data.count("{") + data.count("[")
         else:

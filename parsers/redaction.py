@@ -62,8 +62,7 @@ def _redact_keys(node: dict[str, Any]) -> None:
             _CLEAN_KEYS.add(key)
 
 
-def redact_credentials(node: Any) -> None:
-    """Replace credential-named values anywhere inside ``node`` (in place)."""
+def _redact_iterative(node: Any) -> None:
     clean = _CLEAN_KEYS
     containers = (dict, list)
     stack = [node]
@@ -78,6 +77,48 @@ def redact_credentials(node: Any) -> None:
                     push(value)
         elif isinstance(current, list):
             stack.extend(v for v in current if isinstance(v, containers))
+
+
+# JSON scalar types: one ``type(value) in`` test per value instead of two isinstance calls. Anything else (dicts,
+# lists and any subclass of them) goes through isinstance, so nothing container-like is ever skipped.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _redact_dict(node: dict[str, Any]) -> None:
+    if not _CLEAN_KEYS.issuperset(node):
+        _redact_keys(node)
+    for value in node.values():
+        if type(value) in _SCALARS:
+            continue
+        if isinstance(value, dict):
+            _redact_dict(value)
+        elif isinstance(value, list):
+            _redact_list(value)
+
+
+def _redact_list(node: list[Any]) -> None:
+    for value in node:
+        if type(value) in _SCALARS:
+            continue
+        if isinstance(value, dict):
+            _redact_dict(value)
+        elif isinstance(value, list):
+            _redact_list(value)
+
+
+def redact_credentials(node: Any) -> None:
+    """Replace credential-named values anywhere inside ``node`` (in place).
+
+    Recursive (cheaper per node than an explicit stack); the input is already depth-checked, and should it
+    still be too deep for Python's recursion limit, the iterative walk finishes the job (redacting is idempotent).
+    """
+    try:
+        if isinstance(node, dict):
+            _redact_dict(node)
+        elif isinstance(node, list):
+            _redact_list(node)
+    except RecursionError:
+        _redact_iterative(node)
 
 
 def redacted_json(node: Any) -> str:
@@ -144,9 +185,10 @@ class PathRedactor:
 
     def __init__(self, paths: Iterable[str]) -> None:
         self._paths = [p.split(".") for p in paths if p]
+        self.active = bool(self._paths)  # a plain attribute: checked twice per event, cheaper than __bool__
 
     def __bool__(self) -> bool:
-        return bool(self._paths)
+        return self.active
 
     def apply(self, doc: dict[str, Any]) -> None:
         for parts in self._paths:

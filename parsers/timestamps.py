@@ -133,10 +133,19 @@ def _time_ok(time: str) -> bool:
     return ok
 
 
+# fast_utc_seconds' results per distinct text: events of the same second share their time text, so the hot path
+# (CloudTrail eventTime) is one dict hit. Bounded (cleared when full); only successes are stored.
+UTC_TEXT: dict[str, str] = {}
+_UTC_TEXT_MAX = 8192
+
+
 def fast_utc_seconds(text: str) -> str | None:
     """``YYYY-MM-DDTHH:MM:SS[.fff...]Z`` (CloudTrail's and Kubernetes' shapes) -> ECS string by slicing, or None
     when the text is not exactly that shape (then the general parser decides). Strict: ASCII digits, a real
     calendar date, hour < 24, minute and second < 60 (leap seconds and anything odd take the general path)."""
+    cached = UTC_TEXT.get(text)
+    if cached is not None:
+        return cached
     size = len(text)
     if size < 20 or text[-1] != "Z":
         return None
@@ -150,19 +159,42 @@ def fast_utc_seconds(text: str) -> str | None:
     if not (date_ok and time_ok):
         return None
     if size == 20:
-        return text[:19] + ".000Z"
-    fraction = text[20:-1]
-    if text[19] == "." and fraction.isdigit() and fraction.isascii():
-        return f"{text[:19]}.{fraction[:3].ljust(3, '0')}Z"  # milliseconds, truncated like the general path
-    return None
+        result = text[:19] + ".000Z"
+    else:
+        fraction = text[20:-1]
+        if not (text[19] == "." and fraction.isdigit() and fraction.isascii()):
+            return None
+        result = f"{text[:19]}.{fraction[:3].ljust(3, '0')}Z"  # milliseconds, truncated like the general path
+    if len(UTC_TEXT) >= _UTC_TEXT_MAX:
+        UTC_TEXT.clear()
+    UTC_TEXT[text] = result
+    return result
+
+
+# parse_timestamp's results for texts the fast path does not take (e.g. "2022-12-11 19:42:55"), per distinct text;
+# bounded (cleared when full), successes only.
+_PARSED_TEXT: dict[str, str] = {}
 
 
 def parse_timestamp(value: object) -> str:
     """Parse a timestamp in any of the shapes the sources use; raise ``InputRejected`` if it is unparseable."""
-    if type(value) is str and len(value) >= 20:
-        fast = fast_utc_seconds(value)
-        if fast is not None:
-            return fast
+    if type(value) is str:
+        cached = _PARSED_TEXT.get(value)
+        if cached is not None:
+            return cached
+        if len(value) >= 20:
+            fast = fast_utc_seconds(value)
+            if fast is not None:
+                return fast
+        parsed = _parse_general(value)
+        if len(_PARSED_TEXT) >= _UTC_TEXT_MAX:
+            _PARSED_TEXT.clear()
+        _PARSED_TEXT[value] = parsed
+        return parsed
+    return _parse_general(value)
+
+
+def _parse_general(value: object) -> str:
     if isinstance(value, bool):
         raise _bad(value)
     if isinstance(value, int | float):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from sigma.conditions import ConditionAND
 from sigma.rule import SigmaDetection, SigmaDetectionItem
@@ -144,19 +145,25 @@ def _lowered_item(path: str, matcher: StringMatcher, negated: bool) -> tuple[Pre
     """
     if matcher.exact and not (matcher.match_all or matcher.prefixes or matcher.suffixes or matcher.substrings
                               or matcher.patterns):
-        if len(matcher.exact) == 1:
-            (literal,) = matcher.exact
-            if negated:
-                return (lambda view: literal not in view.lowered(path)), True
-            return (lambda view: literal in view.lowered(path)), True
+        # ``view.lower.get(path) or view.lowered(path)``: the cached texts without a call when present.
         exact = frozenset(matcher.exact)
         if negated:
-            return (lambda view: exact.isdisjoint(view.lowered(path))), True
-        return (lambda view: not exact.isdisjoint(view.lowered(path))), True
+            if len(exact) == 1:
+                (literal,) = exact
+                return (lambda view: literal not in (view.lower.get(path) or view.lowered(path))), True
+            return (lambda view: exact.isdisjoint(view.lower.get(path) or view.lowered(path))), True
+        predicate: Predicate
+        if len(exact) == 1:
+            (literal,) = exact
+            predicate = lambda view: literal in (view.lower.get(path) or view.lowered(path))  # noqa: E731
+        else:
+            predicate = lambda view: not exact.isdisjoint(view.lower.get(path) or view.lowered(path))  # noqa: E731
+        LITERAL_ITEMS[predicate] = (path, exact)
+        return predicate, True
     test = matcher.build()
 
     def evaluate(view: EventView) -> bool:
-        for text in view.lowered(path):
+        for text in view.lower.get(path) or view.lowered(path):
             if test(text):
                 return not negated
         return negated
@@ -310,7 +317,45 @@ _COMBINERS: dict[tuple[int, bool], Callable[..., Predicate]] = {}
 _INLINE_LIMIT = 16  # up to this many parts, one generated ``p0(v) and p1(v) ...`` function
 
 
+# Structure the index may use to drop tests it has already made (see :func:`residual`): predicates of items
+# "field (lower-cased) equals one of these literals", and the parts of AND combinations.
+LITERAL_ITEMS: WeakKeyDictionary[Predicate, tuple[str, frozenset[str]]] = WeakKeyDictionary()
+CONJUNCTIONS: WeakKeyDictionary[Predicate, tuple[Predicate, ...]] = WeakKeyDictionary()
+
+
+def always(view: EventView) -> bool:
+    """The residual of a predicate whose every test the index has already made."""
+    return True
+
+
+def residual(predicate: Predicate, known: dict[str, frozenset[str]]) -> Predicate:
+    """``predicate`` without the AND-linked literal items that hold whenever, for each ``field -> literals`` of
+    ``known``, one of the event's lower-cased values of the field is one of ``literals`` (what an index bucket
+    guarantees). An item is dropped only when its own literals include all of ``known[field]``; everything else
+    (OR, NOT, other items) is kept as compiled. Returns :func:`always` if nothing is left to test."""
+    item = LITERAL_ITEMS.get(predicate)
+    if item is not None:
+        field, literals = item
+        wanted = known.get(field)
+        return always if wanted is not None and wanted <= literals else predicate
+    parts = CONJUNCTIONS.get(predicate)
+    if parts is None:
+        return predicate
+    left = [r for r in (residual(p, known) for p in parts) if r is not always]
+    if len(left) == len(parts) and all(a is b for a, b in zip(left, parts, strict=True)):
+        return predicate
+    return combine(left, conjunction=True) if left else always
+
+
 def combine(parts: list[Predicate], conjunction: bool) -> Predicate:
+    """AND / OR of predicates (see :func:`_combine`); AND combinations remember their parts for :func:`residual`."""
+    combined = _combine(parts, conjunction)
+    if conjunction and len(parts) > 1:
+        CONJUNCTIONS[combined] = tuple(parts)
+    return combined
+
+
+def _combine(parts: list[Predicate], conjunction: bool) -> Predicate:
     """AND / OR of predicates as one flat function (short-circuit, no generator per call).
 
     The function's source is generated from the number of parts only (``p0(v) and p1(v) ...``): no rule text

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from correlation.detection.compiler import residual
 from correlation.detection.fields import EventView
 from correlation.detection.index import RuleIndex
 from correlation.detection.loader import CompiledRule, LoadedRules, RuleProblem, load_rules
@@ -20,14 +21,52 @@ from parsers.base import ParsedEvent
 from siem.config import RulesSettings
 from siem.errors import PipelineError
 
+_MISSING: Any = object()
 
-@dataclass(frozen=True)
+
 class Match:
-    """One rule matching one event, with the values of the fields the rule tests."""
+    """One rule matching one event, with the values of the fields the rule tests.
 
-    rule: CompiledRule
-    event: ParsedEvent
-    matched_fields: dict[str, Any]
+    ``matched_fields`` is computed on first access (from the event view the rule was evaluated on, whose lookups
+    are cached) and then kept: building it for every match costs as much as the matching itself with large rule
+    sets, and only alert documents read it. A ``Match`` built with explicit ``matched_fields`` keeps them as
+    given. The event must not be modified between matching and the first read of ``matched_fields``.
+    """
+
+    __slots__ = ("rule", "event", "_fields", "_view")
+
+    def __init__(
+        self,
+        rule: CompiledRule,
+        event: ParsedEvent,
+        matched_fields: dict[str, Any] | None = None,
+        view: EventView | None = None,
+    ) -> None:
+        self.rule = rule
+        self.event = event
+        self._fields = matched_fields
+        self._view = view
+
+    @property
+    def matched_fields(self) -> dict[str, Any]:
+        found = self._fields
+        if found is None:
+            view = self._view
+            if view is None:
+                view = EventView(self.event.native, self.event.ecs)
+            found = self._fields = _matched_fields(self.rule, view)
+            self._view = None
+        return found
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Match):
+            return NotImplemented
+        return (self.rule, self.event, self.matched_fields) == (other.rule, other.event, other.matched_fields)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return f"Match(rule={self.rule!r}, event={self.event!r}, matched_fields={self.matched_fields!r})"
 
 
 @dataclass
@@ -43,6 +82,18 @@ class RuleSet:
             for dataset in rule.datasets:
                 by_dataset.setdefault(dataset, []).append(rule)
         self._indexes = {dataset: RuleIndex(rules) for dataset, rules in by_dataset.items()}
+        # dataset -> (index, position -> (rule, predicate, stats)): one tuple lookup per evaluation. The predicate
+        # is the rule's minus the literal tests the index has made before yielding the position (see residual).
+        self._routes = {
+            dataset: (
+                index,
+                tuple(
+                    (rule, residual(rule.predicate, known), rule.stats)
+                    for rule, known in zip(index.rules, index.known, strict=True)
+                ),
+            )
+            for dataset, index in self._indexes.items()
+        }
 
     @classmethod
     def from_loaded(cls, loaded: LoadedRules, fingerprint: str = "") -> RuleSet:
@@ -53,33 +104,52 @@ class RuleSet:
         return index.rules if index else []
 
     def match(self, event: ParsedEvent) -> list[Match]:
-        index = self._indexes.get(event.dataset)
-        if index is None:
+        routed = self._routes.get(event.dataset)
+        if routed is None:
             return []
+        index, entries = routed
         view = EventView(event.native, event.ecs)
         positions = index.positions(view)
         if not positions:
             return []
-        rules = index.rules
         matches: list[Match] = []
         for position in positions:
-            rule = rules[position]
-            stats = rule.stats
+            rule, predicate, stats = entries[position]
             stats.evaluations += 1
             try:
-                hit = rule.predicate(view)
+                hit = predicate(view)
             except Exception:  # noqa: BLE001 - one rule's bug must not stop detection for the others
                 stats.failures += 1
                 continue
             if hit:
                 stats.matches += 1
-                matches.append(Match(rule, event, _matched_fields(rule, view)))
+                matches.append(Match(rule, event, None, view))
         return matches
 
 
 def _matched_fields(rule: CompiledRule, view: EventView) -> dict[str, Any]:
+    """The rule's fields present in the event, one value or a list each; computed once per event for each list of
+    fields (many rules of a large base test the same fields), each match getting its own copy."""
+    names = rule.fields
+    memo = view.memo
+    if memo is None:
+        memo = view.memo = {}
+    else:
+        found: dict[str, Any] | None = memo.get(names)
+        if found is not None:
+            return dict(found)
+    out = memo[names] = _resolve_fields(names, view)
+    return dict(out)
+
+
+def _resolve_fields(names: tuple[str, ...], view: EventView) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in rule.fields:
+    native = view.native
+    for name in names:
+        value = native.get(name, _MISSING)
+        if value is not _MISSING and type(value) is not list:
+            out[name] = value  # what ``view.values(name)`` resolves to, without the lookup
+            continue
         values = view.values(name)
         if values is not None:
             out[name] = values[0] if len(values) == 1 else list(values)

@@ -107,18 +107,20 @@ class EventView:
     """One event as rules see it: ``native`` fields, then ``ecs`` fields, with per-event caching.
 
     ``lowered`` keeps each field's values as lower-cased texts, computed once per event: the index probes and
-    every case-insensitive string test of the same field share them.
+    every case-insensitive string test of the same field share them. Hot callers read the cache ``lower``
+    directly and call ``lowered`` only on a miss (``lower.get(path) or lowered(path)``).
     """
 
-    __slots__ = ("native", "ecs", "_cache", "_lower", "_keywords", "items")
+    __slots__ = ("native", "ecs", "_cache", "lower", "_keywords", "items", "memo")
 
     def __init__(self, native: dict[str, Any], ecs: dict[str, Any]) -> None:
         self.native = native
         self.ecs = ecs
         self._cache: dict[str, Values | None] = {}
-        self._lower: dict[str, tuple[str, ...]] = {}
+        self.lower: dict[str, tuple[str, ...]] = {}
         self._keywords: Values | None = None
         self.items: dict[int, bool] = {}  # results of detection items shared by several rules
+        self.memo: dict[Any, Any] | None = None  # other per-event results (e.g. matched fields per field list)
 
     def values(self, path: str) -> Values | None:
         found = self._cache.get(path, _MISSING)
@@ -132,7 +134,7 @@ class EventView:
 
     def lowered(self, path: str) -> tuple[str, ...]:
         """The field's values as lower-cased texts (see :func:`as_text`; nulls dropped, ``()`` if missing)."""
-        texts = self._lower.get(path)
+        texts = self.lower.get(path)
         if texts is not None:
             return texts
         value = self.native.get(path, _MISSING)
@@ -147,7 +149,7 @@ class EventView:
                     break
                 value = value.get(part, _MISSING)
         if type(value) is str:  # the common case: one native string
-            texts = self._lower[path] = (value.lower(),)
+            texts = self.lower[path] = (value.lower(),)
             return texts
         values = self.values(path)
         if values is None:
@@ -156,7 +158,7 @@ class EventView:
             texts = (values[0].lower(),)
         else:
             texts = tuple(t.lower() for t in map(as_text, values) if t is not None)
-        self._lower[path] = texts
+        self.lower[path] = texts
         return texts
 
     def keyword_values(self) -> Values:

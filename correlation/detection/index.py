@@ -83,6 +83,8 @@ class RuleIndex(Generic[R]):
     def __init__(self, rules: Sequence[R]) -> None:
         self.rules = list(rules)
         self.unindexed: list[int] = []
+        # position -> field -> literals of which the event has one whenever the index yields the position.
+        self.known: list[dict[str, frozenset[str]]] = [{} for _ in self.rules]
         gated: dict[int, list[int]] = {}
         numeric: dict[str, dict[float, list[int]]] = {}
         popularity: dict[str, int] = {}
@@ -100,6 +102,7 @@ class RuleIndex(Generic[R]):
             second = choose_key(rest, popularity)
             if second is not None and len(constraints[key]) * len(rest[second]) > MAX_PAIRS:
                 second = None
+            self.known[position] = {f: constraints[f] for f in (key, second) if f is not None}
             by_value = tree.setdefault(key, {})
             for literal in sorted(constraints[key]):
                 node = by_value.get(literal)
