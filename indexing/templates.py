@@ -175,7 +175,7 @@ INCIDENT_PROPERTIES: dict[str, Any] = {
 SOURCE_PROPERTIES: dict[str, Any] = {
     "aws": _obj(
         cloudtrail=_obj(
-            **_kw("event_type", "event_category", "error_code", "recipient_account_id", "request_id"),
+            **_kw("event_type", "event_category", "error_code", "recipient_account_id", "request_id", "resources_text"),
             error_message={"type": "keyword", "ignore_above": 8191},
             user_identity=_obj(
                 **_kw("type", "arn", "access_key_id", "invoked_by"),

@@ -71,6 +71,23 @@ def _scalar_plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return plan
 
 
+def _split_resources(ct: dict[str, Any]) -> None:
+    """``resources`` is a list of objects (ARN, accountId, type); a few producers send strings instead. Mixed
+    shapes cannot share one mapping, so anything that is not an object moves to ``resources_text``."""
+    resources = ct.get("resources")
+    if resources is None or (type(resources) is list and all(type(item) is dict for item in resources)):
+        return
+    items = resources if type(resources) is list else [resources]
+    objects = [item for item in items if type(item) is dict]
+    texts = [item if isinstance(item, str) else orjson.dumps(item).decode() for item in items if type(item) is not dict]
+    if objects:
+        ct["resources"] = objects
+    else:
+        del ct["resources"]
+    if texts:
+        ct["resources_text"] = texts
+
+
 def _kept(value: Any) -> bool:
     """``put``'s rule: Elastic's pipelines drop nulls, empty strings and empty lists/objects."""
     return value is not None and value != "" and value != [] and value != {}
@@ -221,8 +238,9 @@ def _event(get: Callable[[str], Any], rec: dict[str, Any], action: Any, ct: dict
     return event
 
 
-def _identity(ui: dict[str, Any], ct: dict[str, Any], cloud: dict[str, Any], user: dict[str, Any],
-              related_user: list[str]) -> None:
+def _identity(
+    ui: dict[str, Any], ct: dict[str, Any], cloud: dict[str, Any], user: dict[str, Any], related_user: list[str]
+) -> None:
     ui_get = ui.get
     ct_ui: dict[str, Any] = {}
     value = ui_get("type")
@@ -302,12 +320,18 @@ def build_ecs(rec: dict[str, Any], timestamp: str, redact_credentials: bool = Fa
     region = get("awsRegion")
     if region or _kept(region):
         cloud["region"] = region
-    doc: dict[str, Any] = {"@timestamp": timestamp, "event": event, "cloud": cloud,
-                           "aws": {"cloudtrail": ct}, "ecs": {"version": ECS_VERSION}}
+    doc: dict[str, Any] = {
+        "@timestamp": timestamp,
+        "event": event,
+        "cloud": cloud,
+        "aws": {"cloudtrail": ct},
+        "ecs": {"version": ECS_VERSION},
+    }
     for src, dst in _scalar_plan(rec):
         value = get(src)
         if value is not None and value != "":
             ct[dst] = value
+    _split_resources(ct)
     # Free-form payloads: the object under ``flattened`` and the JSON text (like Elastic).
     # Only objects go under ``flattened`` (a ``flattened`` field refuses a plain string: some services send
     # serviceEventDetails/requestParameters as a string); the text form below always holds the value.

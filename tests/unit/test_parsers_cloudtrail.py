@@ -136,3 +136,17 @@ def test_panther_corpus_parses() -> None:
         orjson.dumps(ecs)
     # The two deliberately redacted records in the corpus have no usable time.
     assert failed == [("redacted", ErrorType.TIMESTAMP), ("...", ErrorType.TIMESTAMP)]
+
+
+def test_resources_that_are_not_objects_keep_a_mapping_of_their_own() -> None:
+    arn = {"ARN": "arn:aws:iam::111122223333:role/R", "accountId": "111122223333", "type": "AWS::IAM::Role"}
+    mixed = {**REC, "resources": [arn, "arn:aws:s3:::bucket"]}
+    (event,) = parse(orjson.dumps(mixed)).events
+    ct = event.ecs["aws"]["cloudtrail"]
+    assert ct["resources"] == [arn] and ct["resources_text"] == ["arn:aws:s3:::bucket"]
+    (only_objects,) = parse(orjson.dumps({**REC, "resources": [arn]})).events
+    assert only_objects.ecs["aws"]["cloudtrail"]["resources"] == [arn]
+    assert "resources_text" not in only_objects.ecs["aws"]["cloudtrail"]
+    (only_text,) = parse(orjson.dumps({**REC, "resources": ["x"]})).events
+    assert "resources" not in only_text.ecs["aws"]["cloudtrail"]
+    assert only_text.ecs["aws"]["cloudtrail"]["resources_text"] == ["x"]
