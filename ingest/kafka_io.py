@@ -166,7 +166,7 @@ def read_rebuild_range(
     partitions: Iterable[Partition],
     lookback_ms: int,
     *,
-    timeout_s: float = 120.0,
+    timeout_s: float = 30.0,
 ) -> list[SourceRecord]:
     """Records of ``partitions`` that ``group_id`` already processed within ``lookback_ms`` of its commit.
 

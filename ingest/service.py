@@ -28,6 +28,7 @@ from ingest.kafka_io import KafkaMessageProducer, KafkaRecordConsumer, Partition
 from ingest.runner import StageRunner
 from parsers.registry import build_parsers, parsers_for_topics
 from siem.config import Settings
+from siem.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +111,22 @@ class Service:
     errors: list[str] = field(default_factory=list)
 
     def start(self) -> None:
+        # The health server binds first: a taken port fails the start before any record is consumed.
+        port = self.settings.pipeline.metrics_port
+        if port:
+            host = self.settings.pipeline.metrics_host
+            try:
+                self.health = HealthServer(host, port, self.health_report)
+            except OSError as exc:
+                raise ConfigError(
+                    f"pipeline.metrics_port: cannot listen on {host}:{port} ({exc.strerror}); is another "
+                    "`siem run` running? Stop it, or set SIEM_PIPELINE__METRICS_PORT (0 disables /metrics)."
+                ) from None
+            self.health.start()
         for runner in self.runners:
             thread = threading.Thread(target=self._run_stage, args=(runner,), name=f"stage-{runner.name}")
             thread.start()
             self.threads.append(thread)
-        port = self.settings.pipeline.metrics_port
-        if port:
-            self.health = HealthServer(self.settings.pipeline.metrics_host, port, self.health_report)
-            self.health.start()
 
     def _run_stage(self, runner: StageRunner) -> None:
         try:

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 
 import orjson
+from rich.console import Console
+from rich.logging import RichHandler
 
 
 class EcsJsonFormatter(logging.Formatter):
@@ -25,13 +27,18 @@ class EcsJsonFormatter(logging.Formatter):
         return orjson.dumps(doc).decode()
 
 
-def configure(level: str = "INFO", json: bool | None = None) -> None:
+def configure(level: str = "INFO", json: bool | None = None, console: Console | None = None) -> None:
+    """``console``: log through rich above a live status line (terminal only) instead of through it."""
     use_json = (not sys.stderr.isatty()) if json is None else json
-    handler = logging.StreamHandler(sys.stderr)
-    if use_json:
-        handler.setFormatter(EcsJsonFormatter())
+    handler: logging.Handler
+    if console is not None and not use_json:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler = logging.StreamHandler(sys.stderr)
+        if use_json:
+            handler.setFormatter(EcsJsonFormatter())
+        else:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -65,7 +66,8 @@ def run(
     ] = None,
 ) -> None:
     """Run the pipeline until SIGTERM/SIGINT: consume, normalize, detect, correlate, index."""
-    logs.configure()
+    show_live = console.is_terminal if live is None else live
+    logs.configure(console=console if show_live else None)
     settings = load_settings()
     if embedded:
         from stack.services import LocalStack
@@ -84,11 +86,16 @@ def run(
         threading.Thread(
             target=feed_demo, args=(settings, stop, samples, True, demo_interval_s), name="demo-feed", daemon=True
         ).start()
-    show_live = console.is_terminal if live is None else live
     try:
         _wait(service, settings, show_live)
     finally:
         service.stop()
+    if service.alive():
+        # Bounded shutdown: a stage stuck past the timeout loses only its final commit; its records are re-read
+        # (and re-indexed under the same ids) by the next start.
+        console.print("[red]a stage did not stop within the shutdown timeout; exiting without its final commit")
+        logging.shutdown()
+        os._exit(3)
     if service.errors:
         console.print(f"[red]stopped after errors:[/] {service.errors}")
         raise typer.Exit(1)

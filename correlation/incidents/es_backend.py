@@ -54,9 +54,11 @@ class ElasticsearchBackend:
     def __init__(self, client: Elasticsearch, index: str, refresh: bool = True) -> None:
         self.client = client
         self.index = index
-        # "wait_for" makes a new incident visible to the next search: a second process looking for the
-        # open incident of the same key then finds it instead of opening a duplicate.
-        self.refresh: Any = "wait_for" if refresh else False
+        # Each write refreshes the shard so the next search sees it: a second process looking for the open
+        # incident of the same key then finds it instead of opening a duplicate. An explicit refresh returns
+        # in milliseconds; "wait_for" would park every incident write for up to the refresh interval (1 s),
+        # which serialized the correlate stage behind it.
+        self.refresh: Any = True if refresh else False
 
     def ensure_index(self) -> None:
         if not self.client.indices.exists(index=self.index):
