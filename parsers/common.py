@@ -27,6 +27,7 @@ class ParserOptions:
     max_depth: int = 64
     keep_original: bool = False
     k8s_stages: frozenset[str] = frozenset({"ResponseComplete", "Panic"})
+    k8s_streaming_subresources: frozenset[str] = frozenset({"exec", "attach", "portforward"})
     redactor: PathRedactor = field(default_factory=lambda: PathRedactor(()))
     clock: Clock = system_clock
 
@@ -37,6 +38,7 @@ class ParserOptions:
             max_depth=settings.max_depth,
             keep_original=settings.keep_original,
             k8s_stages=frozenset(settings.k8s_stages),
+            k8s_streaming_subresources=frozenset(settings.k8s_streaming_subresources),
             redactor=PathRedactor(settings.extra_redaction_paths),
             clock=clock or system_clock,
         )

@@ -2,8 +2,8 @@
 GKE and AKS wrappers, -> one ECS event per audit event.
 
 Only the configured stages are indexed (default ResponseComplete and Panic: one event per request, with the
-response code); other stages are counted as skipped. Events that carry no stage (some exporters drop it) are
-indexed rather than lost.
+response code), plus ResponseStarted of streaming subresources (exec/attach/portforward); other stages are
+counted as skipped. Events that carry no stage (some exporters drop it) are indexed rather than lost.
 """
 
 from __future__ import annotations
@@ -177,12 +177,22 @@ class K8sAuditParser:
             return obj, None, None
         raise InputRejected(ErrorType.SHAPE, "not a Kubernetes audit event (no auditID, verb, objectRef, ...)")
 
+    def _indexed_stage(self, event: dict[str, Any], stage: str) -> bool:
+        """Configured stages are indexed; so is the start of a streaming session (exec, attach, port-forward),
+        whose ResponseComplete arrives only when the session ends: too late to detect someone in a pod."""
+        if stage in self.options.k8s_stages:
+            return True
+        if stage != "ResponseStarted":
+            return False
+        ref = event.get("objectRef")
+        return isinstance(ref, dict) and ref.get("subresource") in self.options.k8s_streaming_subresources
+
     def _one(self, obj: Any, record: SourceRecord, index: int, result: ParseResult) -> None:
         event, meta_key, meta = self._unwrap(obj)
         stage = event.get("stage")
         if stage is not None and not isinstance(stage, str):
             raise InputRejected(ErrorType.SHAPE, f"audit event stage is a {type(stage).__name__}, not a string")
-        if stage is not None and stage not in self.options.k8s_stages:
+        if stage is not None and not self._indexed_stage(event, stage):
             result.skipped += 1
             return
         options = self.options

@@ -141,6 +141,10 @@ class ParserSettings(_Component):
     k8s_stages: list[str] = Field(
         default_factory=lambda: ["ResponseComplete", "Panic"], description="audit stages that are indexed"
     )
+    k8s_streaming_subresources: list[str] = Field(
+        default_factory=lambda: ["exec", "attach", "portforward"],
+        description="their ResponseStarted stage is indexed too: ResponseComplete only comes when the session ends",
+    )
     extra_redaction_paths: list[str] = Field(
         default_factory=list, description="dotted paths (native or ECS) replaced by the redaction marker"
     )

@@ -127,3 +127,23 @@ def test_falco_trace_files() -> None:
     for ev in events:
         assert ev.native.get("verb") and ev.ecs["event"]["action"] == ev.native["verb"]
         assert ev.ecs["user"]["name"]
+
+
+
+def test_exec_session_start_is_indexed_but_other_started_stages_are_not() -> None:
+    parser = K8sAuditParser(ParserOptions(clock=CLOCK))
+
+    def parse_stage(stage: str, subresource: str | None, offset: int):
+        ref: dict[str, object] = {"resource": "pods", "namespace": "prod", "name": "web-1"}
+        if subresource:
+            ref["subresource"] = subresource
+        value = orjson.dumps(event(stage, objectRef=ref))
+        return parser.parse(SourceRecord("siem.raw.k8s-audit", 0, offset, value))
+
+    started_exec = parse_stage("ResponseStarted", "exec", 0)
+    assert [e.id for e in started_exec.events] == ["a-1-ResponseStarted"]
+    assert started_exec.events[0].native["objectRef"]["subresource"] == "exec"
+    started_watch = parse_stage("ResponseStarted", None, 1)
+    assert started_watch.events == [] and started_watch.skipped == 1
+    received = parse_stage("RequestReceived", "exec", 2)
+    assert received.events == [] and received.skipped == 1
