@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from parsers.base import SourceRecord
@@ -270,6 +270,15 @@ def _read_until(reader: KafkaConsumer, starts: dict[TopicPartition, int], ends: 
     return records
 
 
+class FlushTimeout(Exception):
+    """Produced messages are still pending (Kafka slow or restarting): do not commit yet, try again later."""
+
+
+class ProduceFailed(Exception):
+    """A produced message was given up on after the client's retries: the stage must stop so that its records
+    are re-read from the last commit (committing past them would lose the message)."""
+
+
 class KafkaMessageProducer:
     """Producer for alerts and DLQ entries: acks=all, idempotent ordering per key."""
 
@@ -278,13 +287,21 @@ class KafkaMessageProducer:
         options.update(acks="all", linger_ms=5, retries=10, max_request_size=4 * 1024 * 1024)
         options.update(overrides)
         self._producer = KafkaProducer(**options)
+        self._failures: list[str] = []  # appended from the producer's I/O thread (list.append is atomic)
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._producer.send(topic, key=key, value=value)
+        future = self._producer.send(topic, key=key, value=value)
+        future.add_errback(lambda exc: self._failures.append(f"{topic}: {type(exc).__name__}: {exc}"))
 
     def flush(self, timeout_s: float) -> None:
-        # Raises if a send failed: the caller must then not commit the offsets that produced it.
-        self._producer.flush(timeout=timeout_s)
+        """Wait until everything sent so far is acknowledged; the caller commits only after this returns."""
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise FlushTimeout(str(exc)) from exc
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise ProduceFailed(f"{len(failures)} message(s) could not be produced, e.g. {failures[0]}")
 
     def close(self) -> None:
         self._producer.close(timeout=10)

@@ -20,7 +20,7 @@ from typing import Protocol
 from indexing.bulk import BulkAction, BulkSink, FlushReport
 from ingest import metrics
 from ingest.detect import RecordOutputs, Token
-from ingest.kafka_io import MessageProducer, Partition, RecordConsumer
+from ingest.kafka_io import FlushTimeout, MessageProducer, Partition, RecordConsumer
 from ingest.offsets import OffsetTracker
 from parsers.base import SourceRecord
 
@@ -188,7 +188,13 @@ class StageRunner:
         if not positions:
             return
         # Alerts and DLQ entries produced by these records must be in Kafka before their offsets are committed.
-        self._producer.flush(timeout_s=self._shutdown_timeout_s)
+        # Still pending (Kafka restarting): commit later. Given up on (ProduceFailed): propagate, the stage stops
+        # and its records are re-read from the last commit.
+        try:
+            self._producer.flush(timeout_s=self._shutdown_timeout_s)
+        except FlushTimeout as exc:
+            log.warning("produced messages still pending, commit postponed: %s", exc)
+            return
         try:
             self._consumer.commit(positions)
         except Exception as exc:  # noqa: BLE001 - e.g. the broker restarted and the group moved on

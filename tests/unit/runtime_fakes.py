@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from indexing.bulk import ItemStatus, TransportUnavailable
+from ingest.kafka_io import FlushTimeout
 from parsers.base import ErrorType, ParsedEvent, ParseFailure, ParseResult, SourceRecord
 
 
@@ -48,11 +49,15 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.flushed = 0
         self.closed = False
+        self.pending_flushes = 0  # the next N flushes time out
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.sent.append((topic, key, value))
 
     def flush(self, timeout_s: float) -> None:
+        if self.pending_flushes:
+            self.pending_flushes -= 1
+            raise FlushTimeout("Kafka is restarting")
         self.flushed += 1
 
     def close(self) -> None:

@@ -188,3 +188,16 @@ def test_shutdown_while_elasticsearch_is_down_commits_nothing_undelivered():
     # position 0 = "start from the first record again": nothing undelivered is skipped
     assert consumer.committed.get(("raw", 0), 0) == 0
     assert consumer.closed
+
+
+def test_commit_waits_while_produced_messages_are_still_pending():
+    transport = FakeTransport()
+    runner, consumer, producer, clock = _build([_good(i) for i in range(3)], transport)
+    producer.pending_flushes = 100  # Kafka restarting: every flush times out
+    _run_steps(runner, clock, 4)
+    assert len(transport.indexed) == 3
+    assert consumer.committed == {}, "no commit while alerts/DLQ messages may still be unacknowledged"
+    assert runner.stats.records == 3, "the stage keeps running"
+    producer.pending_flushes = 0
+    _run_steps(runner, clock, 2)
+    assert consumer.committed == {("raw", 0): 3}
