@@ -67,6 +67,14 @@ def day_of(timestamp: str) -> str:
     return f"{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
 
 
+def _index_action(
+    outputs: RecordOutputs, record: SourceRecord, source: str, kind: str, index: str, doc_id: str, body: bytes
+) -> None:
+    """One document for the bulk sink, tagged with the record whose offset waits for its acknowledgement."""
+    token = Token(record.topic, record.partition, record.offset, kind, source)
+    outputs.actions.append(BulkAction(index, doc_id, body, token))
+
+
 def _utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -111,35 +119,21 @@ class DetectStage:
             self._dead_letter(
                 outputs, record, source, entry_for_failure(record, failure, parser.name, self._max_original)
             )
-        ingested = self._now_iso()
         for event in result.events:
-            self._emit_event(outputs, record, source, event, ingested)
+            self._emit_event(outputs, record, source, event)
         return outputs
 
-    def _emit_event(
-        self, outputs: RecordOutputs, record: SourceRecord, source: str, event: ParsedEvent, ingested: str
-    ) -> None:
-        event.ecs.setdefault("event", {}).setdefault("ingested", ingested)
+    def _emit_event(self, outputs: RecordOutputs, record: SourceRecord, source: str, event: ParsedEvent) -> None:
+        event_fields = event.ecs.setdefault("event", {})
+        if "ingested" not in event_fields:  # the built-in parsers set it; the clock is read only for others
+            event_fields["ingested"] = self._now_iso()
         index = self._es.events_index(event.dataset, day_of(event.ecs["@timestamp"]))
-        outputs.actions.append(
-            BulkAction(
-                index,
-                event.id,
-                orjson.dumps(event.ecs),
-                Token(record.topic, record.partition, record.offset, "event", source),
-            )
-        )
+        _index_action(outputs, record, source, "event", index, event.id, orjson.dumps(event.ecs))
         for alert in self._detector.detect(event, index):
             if alert.indexed:
                 alert_index = self._es.alerts_index(day_of(alert.document["@timestamp"]))
-                outputs.actions.append(
-                    BulkAction(
-                        alert_index,
-                        alert.doc_id,
-                        orjson.dumps(alert.document),
-                        Token(record.topic, record.partition, record.offset, "alert", source),
-                    )
-                )
+                body = orjson.dumps(alert.document)
+                _index_action(outputs, record, source, "alert", alert_index, alert.doc_id, body)
             for key, value in alert.correlation_messages:
                 outputs.kafka_messages.append((self._alerts_topic, key, value))
 
@@ -162,15 +156,9 @@ class DetectStage:
     def _dead_letter(self, outputs: RecordOutputs, record: SourceRecord, source: str, entry: DlqEntry) -> None:
         error_type = entry.document["dlq"]["error_type"]
         metrics.DLQ.labels("detect", source, error_type).inc()
-        outputs.actions.append(
-            BulkAction(
-                self._es.dlq_index,
-                entry.doc_id,
-                entry.to_bytes(),
-                Token(record.topic, record.partition, record.offset, "dlq", source),
-            )
-        )
-        outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), entry.to_bytes()))
+        body = entry.to_bytes()
+        _index_action(outputs, record, source, "dlq", self._es.dlq_index, entry.doc_id, body)
+        outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), body))
 
     def dead_letter_rejection(
         self,

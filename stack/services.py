@@ -25,7 +25,7 @@ from .host import find_java_home
 from .kafka import KafkaService
 from .process import file_lock
 
-__all__ = ["LocalStack", "ServiceStatus"]
+__all__ = ["LocalStack", "ServiceStatus", "boot"]
 
 
 def _print_progress(message: str) -> None:
@@ -53,6 +53,19 @@ def _reachable_home(settings: StackSettings, report: Reporter) -> StackSettings:
     home = Path("/var/tmp") / f"siem-stack-{digest}"
     report(f"stack: {blocker} is private to root, so the stack lives in {home} instead of {settings.home}")
     return settings.model_copy(update={"home": home})
+
+
+def boot(services: list[ManagedService]) -> None:
+    """Launch each service right after resolving it, then wait for all of them concurrently (so each "ready in
+    N s" is that service's own start-up time); the first failure is raised."""
+    for service in services:
+        service.resolve()
+        service.launch()
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        futures = [pool.submit(service.wait_ready) for service in services]
+    errors = [exc for exc in (future.exception() for future in futures) if exc is not None]
+    if errors:
+        raise errors[0]
 
 
 class LocalStack:
@@ -104,18 +117,8 @@ class LocalStack:
         started = time.monotonic()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         with file_lock(self.settings.home / "stack.lock"):
-            # Launch each right after resolving it and wait only at the end: Elasticsearch, the slowest to
-            # boot, goes first and boots while Kafka is resolved and boots.
-            boot_order = [self.elasticsearch, self.kafka]
-            for service in boot_order:
-                service.resolve()
-                service.launch()
-            # Wait concurrently so each "ready in N s" is that service's own start-up time.
-            with ThreadPoolExecutor(max_workers=len(boot_order)) as pool:
-                futures = [pool.submit(service.wait_ready) for service in boot_order]
-            errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
-            if errors:
-                raise errors[0]
+            # Elasticsearch, the slowest to boot, goes first and boots while Kafka is resolved and boots.
+            boot([self.elasticsearch, self.kafka])
         self.report(
             f"stack ready in {time.monotonic() - started:.1f} s: kafka {self.kafka_bootstrap}, "
             f"elasticsearch {self.elasticsearch_url}"

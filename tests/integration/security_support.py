@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from stack.base import LOOPBACK, ManagedService, Reporter
 from stack.elasticsearch import ElasticsearchService, ProbeAccess
 from stack.host import find_java_home
 from stack.kafka import KafkaService
+from stack.services import boot
 
 PRIVATE_HOME = PROJECT_ROOT / ".stack" / "private-security"
 KAFKA_PORT = 39092
@@ -201,14 +201,7 @@ def running(*services: ManagedService) -> Iterator[None]:
             for service in services:
                 service.stop()  # a leftover of an interrupted run (our private pid file only)
                 shutil.rmtree(service.home, ignore_errors=True)  # fresh data: credentials are formatted in once
-            for service in services:  # the slowest first: it boots while the next one is prepared
-                service.resolve()
-                service.launch()
-            with ThreadPoolExecutor(max_workers=len(services)) as pool:
-                futures = [pool.submit(service.wait_ready) for service in services]
-            errors = [exc for exc in (future.exception() for future in futures) if exc is not None]
-            if errors:
-                raise errors[0]
+            boot(list(services))  # the slowest first: it boots while the next one is prepared
             yield
         finally:
             for service in reversed(services):
