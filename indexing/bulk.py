@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -174,6 +175,16 @@ class BulkSink:
         report.retrying = self.pending
         return report
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the request in flight (if any) has its answer, at most ``timeout_s``; True if it has."""
+        if self._in_flight is None:
+            return True
+        try:
+            self._in_flight[1].result(timeout=timeout_s)
+        except FutureTimeout:
+            return False
+        return True
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -202,9 +213,7 @@ class BulkSink:
             elif _is_retryable(item):
                 retry.append(action)
             else:
-                report.rejected.append(
-                    Rejection(action, item.status, item.error_type or "unknown", item.reason or "")
-                )
+                report.rejected.append(Rejection(action, item.status, item.error_type or "unknown", item.reason or ""))
         if retry:
             self._requeue(retry)
             self._note_failure(f"{len(retry)} items rejected with a retryable status")

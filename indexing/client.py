@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 
 from indexing.bulk import ItemStatus, TransportUnavailable
 from siem.config import ElasticsearchSettings
@@ -15,6 +16,9 @@ from siem.errors import IndexingError
 
 def make_client(settings: ElasticsearchSettings, **overrides: Any) -> Elasticsearch:
     options = settings.client_options()
+    # orjson decodes a 2,000-item bulk response several times faster than the stdlib json the client defaults
+    # to (the response is parsed on every request; measured in the end-to-end profile).
+    options.setdefault("serializer", OrjsonSerializer())
     options.update(overrides)
     return Elasticsearch(**options)
 

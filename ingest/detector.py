@@ -7,12 +7,15 @@ so a hot reload swaps rules between events, never in the middle of one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from correlation.detection.alerts import alert_id as sigma_alert_id
 from correlation.detection.alerts import build_alert
 from correlation.detection.engine import RuleSetHolder
-from correlation.detection.fields import lookup
+from correlation.detection.fields import EventView
+from correlation.detection.loader import CompiledRule
 from correlation.incidents.builder import level_at_least
 from correlation.windows.router import CorrelationRouter
 from ingest import metrics
@@ -25,41 +28,81 @@ def _epoch_ms(timestamp: str) -> int:
     return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC).timestamp() * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class _RuleRouting:
+    """What happens to a rule's matches, decided once per rule (not per match)."""
+
+    rule_name: str
+    indexed: bool  # False: only correlations with ``generate: false`` use it (no alert of its own)
+    correlated: bool  # some correlation refers to it
+    to_incident: bool  # its level is high enough to open or update an incident
+    alerts_counter: Any  # its labelled Prometheus child
+
+
 class SigmaDetector:
     def __init__(self, rules: RuleSetHolder, router: CorrelationRouter | None, incident_min_level: str) -> None:
         self._rules = rules
         self._router = router
         self._incident_min_level = incident_min_level
+        # Keyed by the compiled rule object: a hot reload brings new objects, so stale entries just stop being hit.
+        self._routing: dict[int, tuple[CompiledRule, _RuleRouting]] = {}
 
     def detect(self, event: ParsedEvent, event_index: str) -> list[Alert]:
         matches = self._rules.current.match(event)
         if not matches:
             return []
         alerts: list[Alert] = []
+        view: EventView | None = None  # field lookups for correlation inputs, cached across this event's matches
         for match in matches:
+            compiled = match.rule
+            routing = self._routing_of(compiled)
+            routing.alerts_counter.inc()
+            if not routing.indexed and not routing.to_incident:
+                # Only a correlation input: the alert document would be built and thrown away.
+                alert_id = sigma_alert_id(compiled.rule_id, event.id)
+                timestamp = event.ecs.get("@timestamp")
+                view = view or EventView(event.native, event.ecs)
+                messages = self._correlation_messages(event, view, timestamp, compiled.rule_id, routing, alert_id)
+                alerts.append(Alert(alert_id, {}, messages, indexed=False))
+                continue
             document = build_alert(match, event_index)
-            alert_id: str = document["event"]["id"]
-            rule_id = match.rule.rule_id
-            metrics.ALERTS.labels(rule_id).inc()
-            rule_name = getattr(match.rule.rule, "name", None) or match.rule.title  # correlations refer by name or id
-            messages = self._correlation_messages(event, document, rule_id, rule_name, alert_id)
-            level = document.get("sigma", {}).get("level") or "medium"
-            if level_at_least(level, self._incident_min_level):
+            alert_id = document["event"]["id"]
+            view = view or EventView(event.native, event.ecs)
+            timestamp = document["@timestamp"]
+            messages = self._correlation_messages(event, view, timestamp, compiled.rule_id, routing, alert_id)
+            if routing.to_incident:
                 messages.append(encode_incident_alert(alert_id, document))
-            indexed = self._router is None or self._router.standalone_output(rule_id, rule_name)
-            alerts.append(Alert(alert_id, document, messages, indexed))
+            alerts.append(Alert(alert_id, document, messages, routing.indexed))
         return alerts
 
+    def _routing_of(self, compiled: CompiledRule) -> _RuleRouting:
+        cached = self._routing.get(id(compiled))
+        if cached is not None and cached[0] is compiled:
+            return cached[1]
+        rule_id = compiled.rule_id
+        rule_name = getattr(compiled.rule, "name", None) or compiled.title  # correlations refer by name or id
+        router = self._router
+        level = str(compiled.rule.level) if compiled.rule.level else "medium"  # as build_alert records it
+        routing = _RuleRouting(
+            rule_name=rule_name,
+            indexed=router is None or router.standalone_output(rule_id, rule_name),
+            correlated=router is not None and router.references(rule_id, rule_name),
+            to_incident=level_at_least(level, self._incident_min_level),
+            alerts_counter=metrics.ALERTS.labels(rule_id),
+        )
+        self._routing[id(compiled)] = (compiled, routing)
+        return routing
+
     def _correlation_messages(
-        self, event: ParsedEvent, document: dict[str, Any], rule_id: str, rule_name: str, alert_id: str
+        self, event: ParsedEvent, view: EventView, timestamp: Any, rule_id: str, routing: _RuleRouting, alert_id: str
     ) -> list[tuple[bytes, bytes]]:
         router = self._router
-        if router is None or not router.references(rule_id, rule_name):
+        if router is None or not routing.correlated:
             return []
 
         def get(path: str) -> Any:
-            values = lookup(event.native, path) or lookup(event.ecs, path)
+            values = view.values(path)  # native fields first, then ECS, as rules see them
             return values[0] if values else None
 
-        inputs = router.route(rule_id, rule_name, get, _epoch_ms(document["@timestamp"]), alert_id, event_id=event.id)
+        inputs = router.route(rule_id, routing.rule_name, get, _epoch_ms(timestamp), alert_id, event_id=event.id)
         return [encode_correlation_input(inp) for inp in inputs]

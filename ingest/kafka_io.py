@@ -180,8 +180,13 @@ def read_rebuild_range(
     partial result is logged and returned rather than blocking the stage.
     """
     options = settings.client_options()
-    options.update(group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-                   max_partition_fetch_bytes=32 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    options.update(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     reader = KafkaConsumer(**options)
     deadline = time.monotonic() + timeout_s
     try:
@@ -203,8 +208,9 @@ def read_rebuild_range(
         reader.close(autocommit=False)
 
 
-def _poll_loop(reader: KafkaConsumer, wanted: set[TopicPartition], deadline: float,
-               take: Callable[[TopicPartition, Any], bool]) -> None:
+def _poll_loop(
+    reader: KafkaConsumer, wanted: set[TopicPartition], deadline: float, take: Callable[[TopicPartition, Any], bool]
+) -> None:
     """Poll until every partition in ``wanted`` is done (``take`` returns True) or the deadline passes."""
     others = [tp for tp in reader.assignment() if tp not in wanted]
     if others:
@@ -222,8 +228,9 @@ def _poll_loop(reader: KafkaConsumer, wanted: set[TopicPartition], deadline: flo
         log.warning("rebuild read timed out; partitions incomplete: %s", sorted(map(tuple, wanted)))
 
 
-def _last_timestamps(reader: KafkaConsumer, ends: dict[TopicPartition, int], deadline: float
-                     ) -> dict[TopicPartition, int]:
+def _last_timestamps(
+    reader: KafkaConsumer, ends: dict[TopicPartition, int], deadline: float
+) -> dict[TopicPartition, int]:
     anchors: dict[TopicPartition, int] = {}
     for tp, end in ends.items():
         reader.seek(tp, end - 1)
@@ -236,8 +243,9 @@ def _last_timestamps(reader: KafkaConsumer, ends: dict[TopicPartition, int], dea
     return anchors
 
 
-def _range_starts(reader: KafkaConsumer, ends: dict[TopicPartition, int], anchors: dict[TopicPartition, int],
-                  lookback_ms: int) -> dict[TopicPartition, int]:
+def _range_starts(
+    reader: KafkaConsumer, ends: dict[TopicPartition, int], anchors: dict[TopicPartition, int], lookback_ms: int
+) -> dict[TopicPartition, int]:
     now_ms = int(time.time() * 1000)
     wanted = {tp: anchors.get(tp, now_ms) - lookback_ms for tp in ends}
     found = reader.offsets_for_times(wanted)
@@ -250,8 +258,9 @@ def _range_starts(reader: KafkaConsumer, ends: dict[TopicPartition, int], anchor
     return starts
 
 
-def _read_until(reader: KafkaConsumer, starts: dict[TopicPartition, int], ends: dict[TopicPartition, int],
-                deadline: float) -> list[SourceRecord]:
+def _read_until(
+    reader: KafkaConsumer, starts: dict[TopicPartition, int], ends: dict[TopicPartition, int], deadline: float
+) -> list[SourceRecord]:
     records: list[SourceRecord] = []
     wanted = {tp for tp in ends if starts[tp] < ends[tp]}
     for tp in wanted:
@@ -260,9 +269,16 @@ def _read_until(reader: KafkaConsumer, starts: dict[TopicPartition, int], ends: 
     def take(tp: TopicPartition, message: Any) -> bool:
         if message.offset >= ends[tp]:
             return True
-        records.append(SourceRecord(message.topic, message.partition, message.offset,
-                                    message.value if message.value is not None else b"", message.key,
-                                    message.timestamp))
+        records.append(
+            SourceRecord(
+                message.topic,
+                message.partition,
+                message.offset,
+                message.value if message.value is not None else b"",
+                message.key,
+                message.timestamp,
+            )
+        )
         return bool(message.offset + 1 >= ends[tp])
 
     _poll_loop(reader, wanted, deadline, take)
@@ -284,7 +300,7 @@ class KafkaMessageProducer:
 
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
         options = settings.client_options()
-        options.update(acks="all", linger_ms=5, retries=10, max_request_size=4 * 1024 * 1024)
+        options.update(acks="all", linger_ms=settings.producer_linger_ms, retries=10, max_request_size=4 * 1024 * 1024)
         options.update(overrides)
         self._producer = KafkaProducer(**options)
         self._failures: list[str] = []  # appended from the producer's I/O thread (list.append is atomic)

@@ -78,7 +78,9 @@ class StageRunner:
         self._clock = clock
         self._last_commit = clock()
         self._paused = False
+        self._paused_for_failure = False
         self.stats = RunnerStats()
+        self._pending_gauge = metrics.BULK_PENDING.labels(name)
         self._assigned: set[Partition] = set()
         self._shutting_down = False
         # The consumer calls back into us on revoke, so it is built last.
@@ -103,10 +105,18 @@ class StageRunner:
 
     def step(self) -> None:
         self._apply_backpressure()
-        records = self._consumer.poll(self._poll_timeout_ms, self._poll_max_records)
+        waiting_for_sink = self._paused and not self._sink.blocked
+        # Paused because the buffer is full: a poll would only sleep its whole timeout on paused partitions, while
+        # the request in flight may finish much sooner. Poll without waiting (group membership, revocations),
+        # then wait for that request instead, so the next batch goes out the moment Elasticsearch is ready.
+        records = self._consumer.poll(0 if waiting_for_sink else self._poll_timeout_ms, self._poll_max_records)
         self._assigned = self._consumer.assignment()
         for record in records:
             self._handle(record)
+        if records:
+            self._pending_gauge.set(self._sink.pending)
+        if waiting_for_sink:
+            self._sink.wait(self._poll_timeout_ms / 1000)
         if self._sink.due():
             self._flush_once()
         if self._clock() - self._last_commit >= self._commit_interval_s:
@@ -115,11 +125,15 @@ class StageRunner:
     def _apply_backpressure(self) -> None:
         stop_fetching = self._sink.blocked or self._sink.full
         if stop_fetching and not self._paused:
-            log.warning("pausing partitions: %s", self._sink.last_error or "bulk buffer full")
+            self._paused_for_failure = self._sink.blocked
+            if self._sink.blocked:
+                log.warning("pausing partitions: %s", self._sink.last_error)
+            else:  # routine flow control: Elasticsearch is slower than the stage right now
+                log.debug("pausing partitions: bulk buffer full")
             self._consumer.pause_all()
             self._paused = True
         elif not stop_fetching and self._paused:
-            log.info("resuming partitions")
+            log.log(logging.INFO if self._paused_for_failure else logging.DEBUG, "resuming partitions")
             self._consumer.resume_all()
             self._paused = False
         metrics.SINK_BLOCKED.labels(self.name).set(1 if self._sink.blocked else 0)
@@ -135,7 +149,6 @@ class StageRunner:
             self._sink.add(action)
         for topic, key, value in outputs.kafka_messages:
             self._producer.send(topic, key, value)
-        metrics.BULK_PENDING.labels(self.name).set(self._sink.pending)
 
     # -- delivery --------------------------------------------------------------------------------------------
     def _flush_once(self, force: bool = False) -> FlushReport:
@@ -144,23 +157,26 @@ class StageRunner:
             metrics.BULK_LATENCY.observe(report.latency_s)
         if report.request_error:
             log.warning("bulk request failed, will retry: %s", report.request_error)
-        for action in report.delivered:
-            self._acknowledge(action)
+        if report.delivered:
+            self._acknowledge(report.delivered)
         for rejection in report.rejected:
             self._reject(rejection.action, rejection.status, rejection.error_type, rejection.reason)
-        metrics.BULK_PENDING.labels(self.name).set(self._sink.pending)
+        self._pending_gauge.set(self._sink.pending)
         return report
 
-    def _acknowledge(self, action: BulkAction) -> None:
-        token: Token = action.token
-        metrics.EMITTED.labels(self.name, token.kind).inc()
-        if token.kind == "alert":
-            self.stats.alerts += 1
-        elif token.kind == "dlq":
-            self.stats.dlq += 1
-        else:
-            self.stats.indexed += 1
-        self._tracker.acknowledge(token.topic, token.partition, token.offset)
+    def _acknowledge(self, delivered: list[BulkAction]) -> None:
+        # Counted per batch, not per document: a labelled Prometheus child costs microseconds per call.
+        kinds: dict[str, int] = {}
+        acknowledge = self._tracker.acknowledge
+        for action in delivered:
+            token: Token = action.token
+            kinds[token.kind] = kinds.get(token.kind, 0) + 1
+            acknowledge(token.topic, token.partition, token.offset)
+        for kind, count in kinds.items():
+            metrics.EMITTED.labels(self.name, kind).inc(count)
+        self.stats.alerts += kinds.get("alert", 0)
+        self.stats.dlq += kinds.get("dlq", 0)
+        self.stats.indexed += sum(count for kind, count in kinds.items() if kind not in ("alert", "dlq"))
 
     def _reject(self, action: BulkAction, status: int, error_type: str, reason: str) -> None:
         token: Token = action.token

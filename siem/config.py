@@ -64,6 +64,14 @@ class KafkaSettings(_Component):
     max_message_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="max.message.bytes of the topics the pipeline creates"
     )
+    producer_linger_ms: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="how long the pipeline's producer (alerts for correlation, DLQ entries) waits to fill a batch; "
+        "each produce request costs the pipeline ~0.5-3 ms of CPU, so a few ms of linger makes one request per "
+        "message at a steady alert rate (measured: 5 ms costs 4x the CPU of 50 ms at 500 messages/s)",
+    )
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by kafka-python consumers, producers and admin clients."""

@@ -20,8 +20,10 @@ class FakeConsumer:
         self.committed: dict[tuple[str, int], int] = {}
         self.closed = False
         self.on_revoked: Callable[[set[tuple[str, int]]], None] | None = None
+        self.poll_timeouts: list[tuple[int, bool]] = []  # (timeout_ms, paused) of each poll
 
     def poll(self, timeout_ms: int, max_records: int) -> list[SourceRecord]:
+        self.poll_timeouts.append((timeout_ms, self.paused))
         if self.paused:
             return []
         batch, self.queue = self.queue[:max_records], self.queue[max_records:]

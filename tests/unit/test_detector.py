@@ -57,6 +57,7 @@ correlation:
 
 
 def _detector(tmp_path: Path, *docs: str, min_level: str = "high") -> SigmaDetector:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for index, doc in enumerate(docs):
         (tmp_path / f"rule{index}.yml").write_text(doc, encoding="utf-8")
     holder = RuleSetHolder.from_settings(RulesSettings(directories=[tmp_path]))
@@ -115,3 +116,18 @@ def test_low_alert_does_not_go_to_incidents_and_non_matching_event_gives_nothing
     (alert,) = detector.detect(_cloudtrail("ConsoleLogin", responseElements={"ConsoleLogin": "Failure"}), "idx")
     assert alert.indexed and alert.correlation_messages == []
     assert detector.detect(_cloudtrail("ListBuckets"), "idx") == []
+
+
+def test_building_block_input_carries_the_alert_id_and_time_the_full_document_would(tmp_path: Path) -> None:
+    """A quiet building-block match skips the alert document; its correlation input must not notice."""
+    event = _cloudtrail("ConsoleLogin", responseElements={"ConsoleLogin": "Failure"})
+    quiet = _detector(tmp_path / "quiet", LOGIN_FAILED, BRUTE_FORCE)
+    generating = BRUTE_FORCE.replace("  type: event_count\n", "  type: event_count\n  generate: true\n")
+    alerting = _detector(tmp_path / "alerting", LOGIN_FAILED, generating)
+    (skipped,) = quiet.detect(event, "idx")
+    (full,) = alerting.detect(event, "idx")
+    assert skipped.document == {} and full.document["event"]["id"] == skipped.doc_id == full.doc_id
+    quiet_input = orjson.loads(skipped.correlation_messages[0][1])["input"]
+    full_input = orjson.loads(full.correlation_messages[0][1])["input"]
+    assert quiet_input == full_input
+    assert quiet_input["alert_id"] == full.doc_id

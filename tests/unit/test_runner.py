@@ -35,7 +35,13 @@ def _good(offset: int, partition: int = 0) -> SourceRecord:
     return _record(offset, orjson.dumps({"id": f"e{partition}-{offset}"}), partition)
 
 
-def _build(records: list[SourceRecord], transport: FakeTransport, clock: FakeClock | None = None, background=False):
+def _build(
+    records: list[SourceRecord],
+    transport: FakeTransport,
+    clock: FakeClock | None = None,
+    background=False,
+    poll_timeout_ms=10,
+):
     clock = clock or FakeClock()
     consumer = FakeConsumer(records)
     producer = FakeProducer()
@@ -62,7 +68,7 @@ def _build(records: list[SourceRecord], transport: FakeTransport, clock: FakeClo
         stage,
         sink,
         producer,
-        poll_timeout_ms=10,
+        poll_timeout_ms=poll_timeout_ms,
         poll_max_records=5,
         shutdown_timeout_s=5,
         commit_interval_s=0.0,
@@ -201,3 +207,34 @@ def test_commit_waits_while_produced_messages_are_still_pending():
     producer.pending_flushes = 0
     _run_steps(runner, clock, 2)
     assert consumer.committed == {("raw", 0): 3}
+
+
+class GatedTransport(FakeTransport):
+    """Elasticsearch answering only when the test opens the gate (a slow bulk request in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def send(self, lines):
+        self.gate.wait(5)
+        return super().send(lines)
+
+
+def test_full_buffer_waits_for_the_request_in_flight_not_for_a_poll_timeout():
+    transport = GatedTransport()
+    records = [_good(i) for i in range(40)]
+    runner, consumer, _, clock = _build(records, transport, background=True, poll_timeout_ms=3000)
+    for _ in range(4):  # 5 records per poll: the first 10 go out (and hang), the next 10 fill the buffer
+        runner.step()
+        clock.now += 1.0
+    assert runner.sink.full and not runner.sink.blocked and len(transport.indexed) == 0
+    polls_before = len(consumer.poll_timeouts)
+    transport.gate.set()
+    runner.step()
+    # That step paused fetching, polled without waiting (a paused poll would only sleep), waited for the
+    # request in flight, collected its outcome and sent the next batch at once.
+    assert consumer.poll_timeouts[polls_before:] == [(0, True)]
+    assert len(transport.indexed) == 10 and runner.sink.pending == 10
+    _run_steps(runner, clock, 10)
+    assert len(transport.indexed) == 40 and consumer.committed == {("raw", 0): 40}
