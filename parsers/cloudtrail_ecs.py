@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from parsers.cloudtrail_categories import CATEGORIES
-from parsers.common import ECS_VERSION, add_unique, as_ip, put
+from parsers.common import DROPPED, ECS_VERSION, add_unique, as_ip, put
 from parsers.redaction import redact_credentials as _redact
-from parsers.timestamps import parse_iso_or_none
+from parsers.timestamps import UTC_TEXT, parse_iso_or_none
 
 DATASET = "aws.cloudtrail"
 
@@ -38,44 +38,31 @@ _SCALARS = (
     ("resources", "resources"),
     ("insightDetails", "insight_details"),
 )
-# Free-form payloads: kept as an object (for queries) and as a string (for full-text search), like Elastic.
 _SCALAR_MAP = dict(_SCALARS)
-_PAYLOADS = (
-    ("requestParameters", "request_parameters"),
-    ("responseElements", "response_elements"),
-    ("additionalEventData", "additional_eventdata"),
-    ("serviceEventDetails", "service_event_details"),
-)
-_ISSUER = (("type", "type"), ("principalId", "principal_id"), ("arn", "arn"), ("accountId", "account_id"))
+# C-level membership test, used with filter(): the record's scalar keys in the record's key order (the document
+# keeps that order) without a Python-level test per key.
+_IS_SCALAR = _SCALAR_MAP.__contains__
 _dumps = orjson.dumps
 # event name -> (event.category, event.type) as lists, copied per document (documents must not share lists).
 _CATEGORY_LISTS = {name: (list(cat), list(types)) for name, (cat, types) in CATEGORIES.items()}
-_SIGN_IN_PAYLOADS = ("responseElements", "serviceEventDetails")
+# The only keys _targets reads in requestParameters / responseElements.
+_TARGET_PARAMS = frozenset({"userName", "newUserName", "groupName"})
+_TARGET_RESPONSE = frozenset({"group", "user"})
+_ONLY_DICT = frozenset({dict})  # ``_ONLY_DICT.issuperset(map(type, items))``: every item is a dict, tested in C
 
 
-# The scalar fields a record holds, in the record's key order (the document keeps that order), per key layout:
-# records of the same kind share a layout, so this replaces a membership test per key with one dict hit.
-_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
-_PLANS_MAX = 4096
-
-
-def _scalar_plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    layout = tuple(rec)
-    plan = _PLANS.get(layout)
-    if plan is None:
-        scalars = _SCALAR_MAP
-        plan = tuple((src, scalars[src]) for src in layout if src in scalars)
-        if len(_PLANS) >= _PLANS_MAX:
-            _PLANS.clear()
-        _PLANS[layout] = plan
-    return plan
+def _scalars(rec: dict[str, Any], ct: dict[str, Any]) -> None:
+    for src in filter(_IS_SCALAR, rec):
+        value = rec[src]
+        if value is not None and value != "":
+            ct[_SCALAR_MAP[src]] = value
 
 
 def _split_resources(ct: dict[str, Any]) -> None:
     """``resources`` is a list of objects (ARN, accountId, type); a few producers send strings instead. Mixed
     shapes cannot share one mapping, so anything that is not an object moves to ``resources_text``."""
     resources = ct.get("resources")
-    if resources is None or (type(resources) is list and all(type(item) is dict for item in resources)):
+    if resources is None or (type(resources) is list and _ONLY_DICT.issuperset(map(type, resources))):
         return
     items = resources if type(resources) is list else [resources]
     objects = [item for item in items if type(item) is dict]
@@ -88,45 +75,59 @@ def _split_resources(ct: dict[str, Any]) -> None:
         ct["resources_text"] = texts
 
 
-def _kept(value: Any) -> bool:
-    """``put``'s rule: Elastic's pipelines drop nulls, empty strings and empty lists/objects."""
-    return value is not None and value != "" and value != [] and value != {}
+def _attributes(attrs: dict[str, Any], out: dict[str, Any]) -> None:
+    value = attrs.get("mfaAuthenticated")
+    if value or value not in DROPPED:
+        out["mfa_authenticated"] = value
+    created = attrs.get("creationDate")
+    # The cache hit inline: session creation dates repeat (one per session), and this runs for most events.
+    created = (type(created) is str and UTC_TEXT.get(created)) or parse_iso_or_none(created)
+    if created:
+        out["creation_date"] = created
+
+
+def _issuer(issuer: dict[str, Any], out: dict[str, Any], user: dict[str, Any]) -> None:
+    get = issuer.get
+    iss: dict[str, Any] = {}
+    # Unrolled (no loop over a key table): this runs for most events (every assumed role).
+    value = get("type")
+    if value or value not in DROPPED:
+        iss["type"] = value
+    value = get("principalId")
+    if value or value not in DROPPED:
+        iss["principal_id"] = value
+    value = get("arn")
+    if value or value not in DROPPED:
+        iss["arn"] = value
+    value = get("accountId")
+    if value or value not in DROPPED:
+        iss["account_id"] = value
+    if iss:
+        out["session_issuer"] = iss
+    # For assumed roles the role name is the most useful "user name" (Elastic does the same).
+    value = get("userName")
+    if value or value not in DROPPED:
+        user["name"] = value
 
 
 def _session_context(sc: dict[str, Any], ct_ui: dict[str, Any], user: dict[str, Any]) -> None:
     out: dict[str, Any] = {}
     attrs = sc.get("attributes")
     if isinstance(attrs, dict):
-        value = attrs.get("mfaAuthenticated")
-        if value or _kept(value):
-            out["mfa_authenticated"] = value
-        created = parse_iso_or_none(attrs.get("creationDate"))
-        if created:
-            out["creation_date"] = created
+        _attributes(attrs, out)
     value = sc.get("ec2RoleDelivery")
-    if value or _kept(value):
+    if value or value not in DROPPED:
         out["ec2_role_delivery"] = value
     issuer = sc.get("sessionIssuer")
     if isinstance(issuer, dict):
-        iss: dict[str, Any] = {}
-        for src, dst in _ISSUER:
-            value = issuer.get(src)
-            if value or _kept(value):
-                iss[dst] = value
-        if iss:
-            out["session_issuer"] = iss
-        # For assumed roles the role name is the most useful "user name" (Elastic does the same).
-        value = issuer.get("userName")
-        if value or _kept(value):
-            user["name"] = value
+        _issuer(issuer, out, user)
     if out:
         ct_ui["session_context"] = out
 
 
-def _outcome_from_payload(rec: dict[str, Any], action: str) -> str:
+def _sign_in_outcome(response: Any, details: Any, action: str) -> str:
     # Sign-in events report their result in the payload instead of an error code.
-    for key in _SIGN_IN_PAYLOADS:
-        payload = rec.get(key)
+    for payload in (response, details):
         if isinstance(payload, dict):
             result = payload.get(action)
             if result in ("Success", "Failure"):
@@ -142,7 +143,7 @@ def _tls(details: dict[str, Any], doc: dict[str, Any]) -> None:
         tls["version_protocol"] = protocol.lower()
         tls["version"] = number
     cipher = details.get("cipherSuite")
-    if cipher or _kept(cipher):
+    if cipher or cipher not in DROPPED:
         tls["cipher"] = cipher
     host = details.get("clientProvidedHostHeader")
     if host:
@@ -185,33 +186,37 @@ def _console_login(extra: Any, ct: dict[str, Any]) -> None:
         ct["console_login"] = {"additional_eventdata": out}
 
 
-def _payload_text(value: Any, redact: bool) -> str:
+def _payload(ct: dict[str, Any], flattened: dict[str, Any], name: str, value: Any) -> None:
+    """One free-form payload, kept as a string (for full-text search) and as an object (for queries), like Elastic.
+
+    The string is the JSON text (a string payload as is; an empty one is dropped). Only objects go under
+    ``flattened``: a ``flattened`` field refuses a plain string, and some services send serviceEventDetails or
+    requestParameters as a string.
+    """
     if isinstance(value, str):
-        return value
-    if redact and value:
-        _redact(value)
-    return _dumps(value).decode()
+        if value:
+            ct[name] = value
+        return
+    ct[name] = _dumps(value).decode()
+    if type(value) is dict:
+        flattened[name] = value
 
 
-def _payloads(get: Callable[[str], Any], redact: bool) -> tuple[Any, Any, Any, Any, list[tuple[str, str]]]:
-    """The four free-form payloads and their JSON text (request/response redacted first when ``redact``)."""
-    texts: list[tuple[str, str]] = []
-    params = get("requestParameters")
-    if params is not None and params != "":
-        texts.append(("request_parameters", _payload_text(params, redact)))
-    response = get("responseElements")
-    if response is not None and response != "":
-        texts.append(("response_elements", _payload_text(response, redact)))
-    extra = get("additionalEventData")
-    if extra is not None and extra != "":
-        texts.append(("additional_eventdata", _payload_text(extra, False)))
-    details = get("serviceEventDetails")
-    if details is not None and details != "":
-        texts.append(("service_event_details", _payload_text(details, False)))
-    return params, response, extra, details, texts
+def _payloads(ct: dict[str, Any], params: Any, response: Any, extra: Any, details: Any) -> None:
+    """The payloads the record holds, straight into ``ct`` (no intermediate list): texts, then ``flattened``."""
+    flattened: dict[str, Any] = {}
+    if params is not None:
+        _payload(ct, flattened, "request_parameters", params)
+    if response is not None:
+        _payload(ct, flattened, "response_elements", response)
+    if extra is not None:
+        _payload(ct, flattened, "additional_eventdata", extra)
+    if details is not None:
+        _payload(ct, flattened, "service_event_details", details)
+    ct["flattened"] = flattened
 
 
-def _event(get: Callable[[str], Any], rec: dict[str, Any], action: Any, ct: dict[str, Any]) -> dict[str, Any]:
+def _event(get: Callable[[str], Any], action: Any, response: Any, details: Any) -> dict[str, Any]:
     event: dict[str, Any] = {"kind": "event", "module": "aws", "dataset": DATASET}
     if action:
         event["action"] = action
@@ -223,8 +228,8 @@ def _event(get: Callable[[str], Any], rec: dict[str, Any], action: Any, ct: dict
         event["id"] = event_id
     if get("errorCode") or get("errorMessage"):
         event["outcome"] = "failure"
-    elif isinstance(action, str):
-        event["outcome"] = _outcome_from_payload(rec, action)
+    elif isinstance(action, str) and (isinstance(response, dict) or isinstance(details, dict)):
+        event["outcome"] = _sign_in_outcome(response, details, action)
     else:
         event["outcome"] = "success"
     mapped = _CATEGORY_LISTS.get(action) if isinstance(action, str) else None
@@ -233,8 +238,6 @@ def _event(get: Callable[[str], Any], rec: dict[str, Any], action: Any, ct: dict
         event["type"] = mapped[1].copy()
     else:
         event["type"] = ["info"]
-    if action == "ConsoleLogin":
-        _console_login(get("additionalEventData"), ct)
     return event
 
 
@@ -272,23 +275,18 @@ def _identity(
         ct["user_identity"] = ct_ui
 
 
-def _source(address: str, doc: dict[str, Any], related: dict[str, Any]) -> None:
-    ip = as_ip(address)
-    if ip is not None:
-        doc["source"] = {"address": address, "ip": ip}
-        related["ip"] = [ip]
-    elif "." in address and " " not in address:
-        doc["source"] = {"address": address, "domain": address}  # a service principal such as ec2.amazonaws.com
-    else:
-        doc["source"] = {"address": address}
-
-
 def _network(get: Callable[[str], Any], doc: dict[str, Any], user: dict[str, Any], related_user: list[str]) -> None:
     """source, user_agent, tls, then the user and related objects collected so far."""
-    related: dict[str, Any] = {}
     address = get("sourceIPAddress")
+    ip = None
     if isinstance(address, str) and address:
-        _source(address, doc, related)
+        ip = as_ip(address)
+        if ip is not None:
+            doc["source"] = {"address": address, "ip": ip}
+        elif "." in address and " " not in address:
+            doc["source"] = {"address": address, "domain": address}  # a service principal such as ec2.amazonaws.com
+        else:
+            doc["source"] = {"address": address}
     agent = get("userAgent")
     if agent:
         doc["user_agent"] = {"original": agent}
@@ -298,54 +296,45 @@ def _network(get: Callable[[str], Any], doc: dict[str, Any], user: dict[str, Any
     if user:
         doc["user"] = user
     if related_user:
-        doc["related"] = {"user": related_user, **related}
-    elif related:
-        doc["related"] = related
+        doc["related"] = {"user": related_user, "ip": [ip]} if ip is not None else {"user": related_user}
+    elif ip is not None:
+        doc["related"] = {"ip": [ip]}
 
 
 def build_ecs(rec: dict[str, Any], timestamp: str, redact_credentials: bool = False) -> dict[str, Any]:
     """The ECS document for one CloudTrail record (does not set ids, ingest time or event.original).
 
     With ``redact_credentials``, credential values in requestParameters and responseElements are redacted in
-    place (so in ``rec`` too) before anything reads them, using their JSON text as the hint (see
-    :func:`parsers.redaction.redacted_json`); otherwise ``rec`` must already be redacted.
-    Built with literals and one pass over the record's top-level keys; rare shapes are helpers.
+    place (so in ``rec`` too) before anything reads them; otherwise ``rec`` must already be redacted.
+    Built with literals, writing each value where it belongs (no intermediate containers); rare shapes are helpers.
     """
     get = rec.get
-    params, response, extra, details, texts = _payloads(get, redact_credentials)
+    params, response = get("requestParameters"), get("responseElements")
+    extra, details = get("additionalEventData"), get("serviceEventDetails")
+    if redact_credentials:  # first: everything below reads the payloads redacted
+        if params:
+            _redact(params)
+        if response:
+            _redact(response)
     action = get("eventName")
     ct: dict[str, Any] = {}
-    event = _event(get, rec, action, ct)
+    if action == "ConsoleLogin":
+        _console_login(extra, ct)
     cloud: dict[str, Any] = {"provider": "aws"}
     region = get("awsRegion")
-    if region or _kept(region):
+    if region or region not in DROPPED:
         cloud["region"] = region
     doc: dict[str, Any] = {
         "@timestamp": timestamp,
-        "event": event,
+        "event": _event(get, action, response, details),
         "cloud": cloud,
         "aws": {"cloudtrail": ct},
         "ecs": {"version": ECS_VERSION},
     }
-    for src, dst in _scalar_plan(rec):
-        value = get(src)
-        if value is not None and value != "":
-            ct[dst] = value
-    _split_resources(ct)
-    # Free-form payloads: the object under ``flattened`` and the JSON text (like Elastic).
-    # Only objects go under ``flattened`` (a ``flattened`` field refuses a plain string: some services send
-    # serviceEventDetails/requestParameters as a string); the text form below always holds the value.
-    flattened: dict[str, Any] = {}
-    if type(params) is dict:
-        flattened["request_parameters"] = params
-    if type(response) is dict:
-        flattened["response_elements"] = response
-    if type(extra) is dict:
-        flattened["additional_eventdata"] = extra
-    if type(details) is dict:
-        flattened["service_event_details"] = details
-    ct.update(texts)
-    ct["flattened"] = flattened
+    _scalars(rec, ct)
+    if "resources" in ct:
+        _split_resources(ct)
+    _payloads(ct, params, response, extra, details)
     user: dict[str, Any] = {}
     related_user: list[str] = []
     ui = get("userIdentity")
@@ -356,7 +345,10 @@ def build_ecs(rec: dict[str, Any], timestamp: str, redact_credentials: bool = Fa
         if isinstance(extra_name, str):
             user["name"] = extra_name
             add_unique(related_user, extra_name)
-    if isinstance(params, dict) or isinstance(response, dict):
+    # Most payloads name no target: a C-level key test skips the lookups.
+    if (isinstance(params, dict) and not _TARGET_PARAMS.isdisjoint(params)) or (
+        isinstance(response, dict) and not _TARGET_RESPONSE.isdisjoint(response)
+    ):
         _targets(params, response, user, doc, related_user)
     _network(get, doc, user, related_user)
     return doc
