@@ -92,6 +92,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--bulk-flush-interval-s", type=float)
     ap.add_argument("--poll-max-records", type=int)
     ap.add_argument("--poll-timeout-ms", type=int)
+    ap.add_argument(
+        "--no-eager-flush", action="store_true", help="bulk batches wait for size or age even when caught up"
+    )
     ap.add_argument("--refresh-interval", help="index refresh interval of the isolated templates (default 1s)")
     return ap.parse_args()
 
@@ -102,6 +105,8 @@ def make_settings(prefix: str, args: argparse.Namespace) -> Settings:
         value = getattr(args, name)
         if value is not None:
             pipeline[name] = value
+    if args.no_eager_flush:
+        pipeline["bulk_eager_flush"] = False
     kafka: dict[str, Any] = {
         "raw_topics": {
             f"{prefix}.raw.cloudtrail": "cloudtrail",
@@ -474,6 +479,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, stages: tuple[str,
     print(
         f"N = {args.events} CloudTrail records; stages = {','.join(stages)}; bulk_max_actions={p.bulk_max_actions}, "
         f"bulk_max_bytes={p.bulk_max_bytes}, bulk_flush_interval_s={p.bulk_flush_interval_s}, "
+        f"bulk_eager_flush={p.bulk_eager_flush}, "
         f"poll_max_records={p.poll_max_records}, poll_timeout_ms={p.poll_timeout_ms}, "
         f"refresh_interval={settings.elasticsearch.refresh_interval}, partitions={settings.kafka.topic_partitions}"
     )

@@ -137,24 +137,34 @@ class BulkSink:
         return self._failures > 0
 
     @property
+    def buffered(self) -> int:
+        """Documents waiting for a request (not in flight)."""
+        return len(self._buffer)
+
+    @property
     def full(self) -> bool:
         return len(self._buffer) >= self._max_actions or self._buffer_bytes >= self._max_bytes
 
-    def due(self) -> bool:
-        """Whether ``flush`` has something to do now: an outcome to collect or a batch worth sending."""
+    def due(self, eager: bool = False) -> bool:
+        """Whether ``flush`` has something to do now: an outcome to collect or a batch worth sending.
+
+        ``eager``: the caller has caught up with its input, so a batch is worth sending whatever its size or age
+        (nothing more is coming soon; waiting would only add latency). Under load the buffer keeps filling while
+        a request is in flight, so batches grow with the load by themselves."""
         if self._in_flight is not None:
             return self._in_flight[1].done()
-        return self._ready()
+        return self._ready(eager)
 
-    def _ready(self) -> bool:
+    def _ready(self, eager: bool = False) -> bool:
         if not self._buffer or self._clock() < self._retry_at:
             return False
-        if self.full or self._failures > 0:
+        if eager or self.full or self._failures > 0:
             return True
         return self._oldest_at is not None and self._clock() - self._oldest_at >= self._flush_interval_s
 
-    def flush(self, force: bool = False) -> FlushReport:
-        """Collect a finished request's outcomes and send the next batch (``force``: regardless of its age)."""
+    def flush(self, force: bool = False, eager: bool = False) -> FlushReport:
+        """Collect a finished request's outcomes and send the next batch (``force``: regardless of its age, waiting
+        for a request in flight; ``eager``: regardless of its size or age, without waiting, see ``due``)."""
         report = FlushReport()
         if self._in_flight is not None:
             batch, future = self._in_flight
@@ -166,7 +176,7 @@ class BulkSink:
             self._in_flight = None
             self._complete(batch, future.result(), report)
         backing_off = self._clock() < self._retry_at
-        if self._buffer and not backing_off and (force or self._ready()):
+        if self._buffer and not backing_off and (force or self._ready(eager)):
             batch = self._take_batch()
             if self._executor is None:
                 self._complete(batch, self._send(batch), report)

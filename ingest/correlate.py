@@ -345,13 +345,13 @@ class TimerFedSink(BulkSink):
     def pending(self) -> int:
         return super().pending + self._inbox.qsize()
 
-    def due(self) -> bool:
+    def due(self, eager: bool = False) -> bool:
         self._take_inbox()
-        return super().due()
+        return super().due(eager)
 
-    def flush(self, force: bool = False) -> FlushReport:
+    def flush(self, force: bool = False, eager: bool = False) -> FlushReport:
         self._take_inbox()
-        return super().flush(force)
+        return super().flush(force, eager)
 
 
 class RebuildingConsumer:
@@ -484,6 +484,7 @@ def build_correlate_runner(
         poll_timeout_ms=p.poll_timeout_ms,
         poll_max_records=p.poll_max_records,
         shutdown_timeout_s=p.shutdown_timeout_s,
+        eager_flush=p.bulk_eager_flush,
         correlate=stage,
         timer=timer,
     )

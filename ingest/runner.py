@@ -26,6 +26,8 @@ from parsers.base import SourceRecord
 
 log = logging.getLogger(__name__)
 
+EAGER_POLL_MS = 20  # poll timeout while documents wait for the request in flight (eager flushing)
+
 
 class Stage(Protocol):
     """Per-record work of a stage (detect or correlate)."""
@@ -62,6 +64,7 @@ class StageRunner:
         poll_max_records: int,
         shutdown_timeout_s: float,
         commit_interval_s: float = 1.0,
+        eager_flush: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -75,6 +78,7 @@ class StageRunner:
         self._poll_max_records = poll_max_records
         self._shutdown_timeout_s = shutdown_timeout_s
         self._commit_interval_s = commit_interval_s
+        self._eager_flush = eager_flush
         self._clock = clock
         self._last_commit = clock()
         self._paused = False
@@ -109,7 +113,7 @@ class StageRunner:
         # Paused because the buffer is full: a poll would only sleep its whole timeout on paused partitions, while
         # the request in flight may finish much sooner. Poll without waiting (group membership, revocations),
         # then wait for that request instead, so the next batch goes out the moment Elasticsearch is ready.
-        records = self._consumer.poll(0 if waiting_for_sink else self._poll_timeout_ms, self._poll_max_records)
+        records = self._consumer.poll(self._poll_timeout(waiting_for_sink), self._poll_max_records)
         self._assigned = self._consumer.assignment()
         for record in records:
             self._handle(record)
@@ -117,10 +121,22 @@ class StageRunner:
             self._pending_gauge.set(self._sink.pending)
         if waiting_for_sink:
             self._sink.wait(self._poll_timeout_ms / 1000)
-        if self._sink.due():
-            self._flush_once()
+        # A short poll means the stage has caught up with its partitions: send what is buffered now rather than
+        # when the batch is full or old (latency), as soon as no request is in flight.
+        eager = self._eager_flush and len(records) < self._poll_max_records
+        if self._sink.due(eager):
+            self._flush_once(eager=eager)
         if self._clock() - self._last_commit >= self._commit_interval_s:
             self._commit()
+
+    def _poll_timeout(self, waiting_for_sink: bool) -> int:
+        if waiting_for_sink:
+            return 0  # see step
+        if self._eager_flush and self._sink.buffered:
+            # Documents wait for the request in flight to finish: look again soon rather than only when new
+            # records arrive, so they go out right after it.
+            return min(self._poll_timeout_ms, EAGER_POLL_MS)
+        return self._poll_timeout_ms
 
     def _apply_backpressure(self) -> None:
         stop_fetching = self._sink.blocked or self._sink.full
@@ -151,8 +167,8 @@ class StageRunner:
             self._producer.send(topic, key, value)
 
     # -- delivery --------------------------------------------------------------------------------------------
-    def _flush_once(self, force: bool = False) -> FlushReport:
-        report = self._sink.flush(force)
+    def _flush_once(self, force: bool = False, eager: bool = False) -> FlushReport:
+        report = self._sink.flush(force, eager)
         if report.latency_s is not None:
             metrics.BULK_LATENCY.observe(report.latency_s)
         if report.request_error:

@@ -94,6 +94,7 @@ def build_detect_runner(
         poll_timeout_ms=settings.pipeline.poll_timeout_ms,
         poll_max_records=settings.pipeline.poll_max_records,
         shutdown_timeout_s=settings.pipeline.shutdown_timeout_s,
+        eager_flush=settings.pipeline.bulk_eager_flush,
     )
 
 

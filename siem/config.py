@@ -166,6 +166,12 @@ class PipelineSettings(_Component):
     bulk_max_actions: int = Field(2000, gt=0)
     bulk_max_bytes: int = Field(8 * 1024 * 1024, gt=0)
     bulk_flush_interval_s: float = Field(1.0, gt=0)
+    bulk_eager_flush: bool = Field(
+        True,
+        description="send the buffered documents as soon as the stage has caught up with its partitions and no "
+        "bulk request is in flight, instead of waiting for bulk_max_actions or bulk_flush_interval_s; batches "
+        "still grow with the load (they fill while a request is in flight)",
+    )
     bulk_max_retries: int = Field(8, ge=0)
     bulk_backoff_max_s: float = Field(30.0, gt=0)
     dlq_max_original_bytes: int = Field(

@@ -41,6 +41,7 @@ def _build(
     clock: FakeClock | None = None,
     background=False,
     poll_timeout_ms=10,
+    eager_flush=True,
 ):
     clock = clock or FakeClock()
     consumer = FakeConsumer(records)
@@ -74,6 +75,7 @@ def _build(
         commit_interval_s=0.0,
         clock=clock,
         sleep=clock.sleep,
+        eager_flush=eager_flush,
     )
     return runner, consumer, producer, clock
 
@@ -152,9 +154,8 @@ def test_retryable_item_is_retried_and_blocks_the_commit_until_delivered():
     transport = FakeTransport()
     transport.throttle_once = {"e0-1"}
     runner, consumer, _, clock = _build([_good(i) for i in range(3)], transport)
-    runner.step()
-    clock.now += 1.0
-    runner.step()
+    runner.step()  # caught up: the batch goes out at once; e0-1 is throttled and waits for its backoff
+    assert ("siem-events-test.events-2026.11.22", "e0-1") not in transport.indexed
     assert consumer.committed.get(("raw", 0), 0) <= 1
     _run_steps(runner, clock, 6)
     assert ("siem-events-test.events-2026.11.22", "e0-1") in transport.indexed
@@ -238,3 +239,17 @@ def test_full_buffer_waits_for_the_request_in_flight_not_for_a_poll_timeout():
     assert len(transport.indexed) == 10 and runner.sink.pending == 10
     _run_steps(runner, clock, 10)
     assert len(transport.indexed) == 40 and consumer.committed == {("raw", 0): 40}
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "by-size-or-age"])
+def test_a_caught_up_stage_sends_its_batch_at_once(eager):
+    transport = FakeTransport()
+    runner, consumer, _, clock = _build([_good(i) for i in range(8)], transport, eager_flush=eager)
+    runner.step()  # a full poll (5 = poll_max_records): more is coming, the half-full batch waits
+    assert transport.requests == 0
+    runner.step()  # a short poll (3): caught up with the partition
+    assert transport.requests == (1 if eager else 0)
+    assert len(transport.indexed) == (8 if eager else 0)
+    clock.now += 1.0  # older than bulk_flush_interval_s: sent either way
+    runner.step()
+    assert len(transport.indexed) == 8 and consumer.committed == {("raw", 0): 8}
