@@ -26,6 +26,7 @@ from parsers.base import SourceRecord
 
 log = logging.getLogger(__name__)
 
+HANDOFF_EVERY = 100  # records handled between two looks at the request in flight (eager flushing)
 EAGER_POLL_MS = 20  # poll timeout while documents wait for the request in flight (eager flushing)
 
 
@@ -115,8 +116,14 @@ class StageRunner:
         # then wait for that request instead, so the next batch goes out the moment Elasticsearch is ready.
         records = self._consumer.poll(self._poll_timeout(waiting_for_sink), self._poll_max_records)
         self._assigned = self._consumer.assignment()
-        for record in records:
-            self._handle(record)
+        handle = self._handle
+        for start in range(0, len(records), HANDOFF_EVERY):
+            for record in records[start : start + HANDOFF_EVERY]:
+                handle(record)
+            if self._eager_flush and self._sink.due(eager=True):
+                # Elasticsearch has finished the request in flight (or has none): hand it what is buffered now,
+                # rather than after the whole poll batch, so it does not sit idle while this thread parses.
+                self._flush_once(eager=True)
         if records:
             self._pending_gauge.set(self._sink.pending)
         if waiting_for_sink:

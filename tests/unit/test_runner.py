@@ -10,7 +10,7 @@ import pytest
 
 from indexing.bulk import BulkSink
 from ingest.detect import DetectStage, NoRules
-from ingest.runner import StageRunner
+from ingest.runner import HANDOFF_EVERY, StageRunner
 from parsers.base import SourceRecord
 from siem.config import ElasticsearchSettings, PipelineSettings
 from tests.unit.runtime_fakes import FakeConsumer, FakeProducer, FakeTransport, JsonTestParser
@@ -42,6 +42,8 @@ def _build(
     background=False,
     poll_timeout_ms=10,
     eager_flush=True,
+    max_actions=10,
+    poll_max_records=5,
 ):
     clock = clock or FakeClock()
     consumer = FakeConsumer(records)
@@ -51,7 +53,7 @@ def _build(
     )
     sink = BulkSink(
         transport,
-        max_actions=10,
+        max_actions=max_actions,
         max_bytes=1 << 20,
         flush_interval_s=0.5,
         backoff_max_s=2.0,
@@ -70,7 +72,7 @@ def _build(
         sink,
         producer,
         poll_timeout_ms=poll_timeout_ms,
-        poll_max_records=5,
+        poll_max_records=poll_max_records,
         shutdown_timeout_s=5,
         commit_interval_s=0.0,
         clock=clock,
@@ -225,7 +227,8 @@ class GatedTransport(FakeTransport):
 def test_full_buffer_waits_for_the_request_in_flight_not_for_a_poll_timeout():
     transport = GatedTransport()
     records = [_good(i) for i in range(40)]
-    runner, consumer, _, clock = _build(records, transport, background=True, poll_timeout_ms=3000)
+    # Batches by size only (no eager hand-off), so the first request holds exactly the first 10 records.
+    runner, consumer, _, clock = _build(records, transport, background=True, poll_timeout_ms=3000, eager_flush=False)
     for _ in range(4):  # 5 records per poll: the first 10 go out (and hang), the next 10 fill the buffer
         runner.step()
         clock.now += 1.0
@@ -242,14 +245,23 @@ def test_full_buffer_waits_for_the_request_in_flight_not_for_a_poll_timeout():
 
 
 @pytest.mark.parametrize("eager", [True, False], ids=["eager", "by-size-or-age"])
-def test_a_caught_up_stage_sends_its_batch_at_once(eager):
+def test_documents_go_out_whenever_no_request_is_in_flight(eager):
     transport = FakeTransport()
     runner, consumer, _, clock = _build([_good(i) for i in range(8)], transport, eager_flush=eager)
-    runner.step()  # a full poll (5 = poll_max_records): more is coming, the half-full batch waits
-    assert transport.requests == 0
-    runner.step()  # a short poll (3): caught up with the partition
-    assert transport.requests == (1 if eager else 0)
+    runner.step()  # 5 records, half a batch: eager hands them to the idle sink at once, otherwise they wait
+    assert len(transport.indexed) == (5 if eager else 0)
+    runner.step()  # 3 more (a short poll: caught up)
     assert len(transport.indexed) == (8 if eager else 0)
     clock.now += 1.0  # older than bulk_flush_interval_s: sent either way
     runner.step()
     assert len(transport.indexed) == 8 and consumer.committed == {("raw", 0): 8}
+
+
+def test_long_poll_batches_hand_documents_over_while_they_are_handled():
+    transport = FakeTransport()
+    records = [_good(i) for i in range(600)]
+    runner, _, _, _ = _build(records, transport, max_actions=1000, poll_max_records=600)
+    runner.step()
+    # One poll of 600 records: a request went out every HANDOFF_EVERY records, not once at the end (Elasticsearch
+    # gets work while the stage is still parsing).
+    assert transport.requests == 600 // HANDOFF_EVERY and len(transport.indexed) == 600
