@@ -16,6 +16,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem
 from sigma.types import (
     Placeholder,
     SigmaCasedString,
+    SigmaCIDRExpression,
     SigmaExpansion,
     SigmaNumber,
     SigmaRegularExpression,
@@ -29,6 +30,7 @@ from correlation.detection.modifiers import (
     RuleStats,
     ValuesTest,
     as_number,
+    cidr_test,
     compile_value,
     regex_tester,
     string_test,
@@ -69,21 +71,24 @@ def _flatten(values: list[SigmaType]) -> list[SigmaType]:
     return out
 
 
-def _or_matchers(
-    values: list[SigmaType], stats: RuleStats
-) -> tuple[StringMatcher, StringMatcher, list[ValuesTest]]:
-    """OR-linked values: plain case-insensitive strings share one matcher, cased ones another, the rest compile
-    one by one."""
+def _or_matchers(values: list[SigmaType], stats: RuleStats) -> tuple[StringMatcher, StringMatcher, list[ValuesTest]]:
+    """OR-linked values: plain case-insensitive strings share one matcher, cased ones another, networks one test
+    (an address is parsed once, not once per network), the rest compile one by one."""
     merged = StringMatcher()
     cased = StringMatcher(cased=True)
     tests: list[ValuesTest] = []
+    networks: list[Any] = []
     for value in _flatten(values):
         if isinstance(value, SigmaCasedString):
             cased.add(value)
         elif type(value) is SigmaString:
             merged.add(value)
+        elif isinstance(value, SigmaCIDRExpression):
+            networks.append(value.network)
         else:
             tests.append(compile_value(value, stats))
+    if networks:
+        tests.append(cidr_test(tuple(networks)))
     return merged, cased, tests
 
 
@@ -138,13 +143,18 @@ def _regex_item(path: str, testers: list[Callable[[str], bool]], negated: bool, 
     return evaluate
 
 
+_CHEAP_SUBSTRINGS = 3  # up to this many ``contains`` needles, testing again costs less than a shared result
+
+
 def _lowered_item(path: str, matcher: StringMatcher, negated: bool) -> tuple[Predicate, bool]:
     """An item of case-insensitive strings only, tested on the event's cached lower-cased texts of ``path``.
 
-    Returns (predicate, cheap): exact literals become a set test that is cheaper than caching its result.
+    Returns (predicate, cheap): exact literals become a set test, prefixes, suffixes and a few substrings a few
+    string operations, cheaper than caching their result; regular expressions (inner wildcards) are not.
     """
-    if matcher.exact and not (matcher.match_all or matcher.prefixes or matcher.suffixes or matcher.substrings
-                              or matcher.patterns):
+    if matcher.exact and not (
+        matcher.match_all or matcher.prefixes or matcher.suffixes or matcher.substrings or matcher.patterns
+    ):
         # ``view.lower.get(path) or view.lowered(path)``: the cached texts without a call when present.
         exact = frozenset(matcher.exact)
         if negated:
@@ -168,7 +178,7 @@ def _lowered_item(path: str, matcher: StringMatcher, negated: bool) -> tuple[Pre
                 return not negated
         return negated
 
-    return evaluate, False
+    return evaluate, not matcher.patterns and len(matcher.substrings) <= _CHEAP_SUBSTRINGS
 
 
 def _keyword_values(view: EventView) -> Values | None:
@@ -224,9 +234,7 @@ def compile_item(item: SigmaDetectionItem, stats: RuleStats, placeholders: dict[
     return _shared(slot, evaluate)
 
 
-def _fast_item(
-    field: str, values: list[SigmaType], negated: bool, slot: int, stats: RuleStats
-) -> Predicate | None:
+def _fast_item(field: str, values: list[SigmaType], negated: bool, slot: int, stats: RuleStats) -> Predicate | None:
     """OR items of one kind of value (numbers, regular expressions, case-insensitive strings), evaluated with
     fewer layers; ``None`` for anything else."""
     flat = _flatten(values)
@@ -269,9 +277,7 @@ GATES: dict[int, Predicate] = {}
 NUMBER_GATES: dict[int, tuple[str, frozenset[float]]] = {}
 
 
-def required_slots(
-    detection: SigmaDetection | SigmaDetectionItem, placeholders: dict[str, list[str]]
-) -> list[int]:
+def required_slots(detection: SigmaDetection | SigmaDetectionItem, placeholders: dict[str, list[str]]) -> list[int]:
     """Slots of detection items that must hold for ``detection`` to hold (AND-linked, positive)."""
     if isinstance(detection, SigmaDetectionItem):
         values = _item_values(detection, placeholders)

@@ -41,9 +41,7 @@ def selector_names(selector: ConditionSelector, names: list[str]) -> list[str]:
 class ConditionCompiler:
     """Compiles the conditions of one rule; each named detection is compiled once and shared."""
 
-    def __init__(
-        self, detections: SigmaDetections, compile_named: Callable[[SigmaDetection], Predicate]
-    ) -> None:
+    def __init__(self, detections: SigmaDetections, compile_named: Callable[[SigmaDetection], Predicate]) -> None:
         self.detections = detections
         self.compile_named = compile_named
         self._predicates: dict[str, Predicate] = {}

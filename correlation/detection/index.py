@@ -57,15 +57,15 @@ class _Node:
 Second = tuple[tuple[str, dict[str, tuple[int, ...]]], ...]
 
 
-def _probe_second(lowered: Callable[[str], tuple[str, ...]], seconds: Second, hits: list[Positions]) -> None:
+def _probe_second(lowered: Callable[[str], tuple[str, ...]], seconds: Second, hits: list[int]) -> None:
     for name, by_second in seconds:
         for other in lowered(name):
             found = by_second.get(other)
             if found is not None:
-                hits.append(found)
+                hits.extend(found)
 
 
-def _probe_numbers(view: EventView, field: str, by_number: dict[float, tuple[int, ...]], hits: list[Positions]) -> None:
+def _probe_numbers(view: EventView, field: str, by_number: dict[float, tuple[int, ...]], hits: list[int]) -> None:
     values = view.values(field)
     if values is None:
         return
@@ -74,7 +74,7 @@ def _probe_numbers(view: EventView, field: str, by_number: dict[float, tuple[int
         if number is not None:
             found = by_number.get(number)
             if found is not None:
-                hits.append(found)
+                hits.extend(found)
 
 
 class RuleIndex(Generic[R]):
@@ -155,10 +155,10 @@ class RuleIndex(Generic[R]):
 
     def positions(self, view: EventView) -> Positions:
         """Positions (in load order, no duplicates) of the rules that may match the event."""
-        hits: list[Positions] = [self._unindexed] if self._unindexed else []
+        hits: list[int] = list(self._unindexed)
         for gate, gated in self._gated:
             if gate(view):
-                hits.append(gated)
+                hits.extend(gated)
         for field, by_number in self._numeric:
             _probe_numbers(view, field, by_number, hits)
         lowered = view.lowered
@@ -168,17 +168,15 @@ class RuleIndex(Generic[R]):
                 if node is not None:
                     direct, seconds = node
                     if direct:
-                        hits.append(direct)
+                        hits.extend(direct)
                     if seconds:
                         _probe_second(lowered, seconds, hits)
-        if not hits:
-            return ()
-        if len(hits) == 1:
-            return hits[0]
-        merged: set[int] = set()
-        for positions in hits:
-            merged.update(positions)
-        return sorted(merged)
+        if view.multivalued:
+            # A rule sits in one list per literal of one field (and of one second field), so only a field with
+            # several values can select it twice: then positions are made unique (a set costs as much as the sort).
+            return sorted(set(hits))
+        hits.sort()
+        return hits
 
     def candidates(self, view: EventView) -> list[R]:
         rules = self.rules

@@ -18,8 +18,22 @@ from sigma.rule import SigmaLogSource
 from siem.errors import RuleError
 
 APPLICATION_FRAMEWORKS = frozenset(
-    {"jvm", "java", "python", "django", "ruby_on_rails", "rails", "spring", "velocity", "nodejs", "sql", "php",
-     "golang", "dotnet", "flask"}
+    {
+        "jvm",
+        "java",
+        "python",
+        "django",
+        "ruby_on_rails",
+        "rails",
+        "spring",
+        "velocity",
+        "nodejs",
+        "sql",
+        "php",
+        "golang",
+        "dotnet",
+        "flask",
+    }
 )
 
 
@@ -35,16 +49,23 @@ class Route:
     def accepts(self, logsource: SigmaLogSource) -> bool:
         if logsource.category is None and logsource.product is None and logsource.service is None:
             return False
-        checks = ((logsource.category, self.categories), (logsource.product, self.products),
-                  (logsource.service, self.services))
+        checks = (
+            (logsource.category, self.categories),
+            (logsource.product, self.products),
+            (logsource.service, self.services),
+        )
         return all(value is None or value.lower() in accepted for value, accepted in checks)
 
 
 ROUTES: tuple[Route, ...] = (
     Route("aws.cloudtrail", frozenset(), frozenset({"aws"}), frozenset({"cloudtrail"})),
     Route("kubernetes.audit_logs", frozenset({"application"}), frozenset({"kubernetes"}), frozenset({"audit"})),
-    Route("app.access", frozenset({"webserver"}), frozenset({"apache", "nginx", "iis", "webserver"}),
-          frozenset({"access"})),
+    Route(
+        "app.access",
+        frozenset({"webserver"}),
+        frozenset({"apache", "nginx", "iis", "webserver"}),
+        frozenset({"access"}),
+    ),
     Route("app.logs", frozenset({"application"}), APPLICATION_FRAMEWORKS, frozenset()),
 )
 

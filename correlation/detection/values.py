@@ -8,6 +8,7 @@ falling back to a single RE2 expression only for patterns with inner wildcards.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,6 @@ from siem.errors import RuleError
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
-_MANY_SUBSTRINGS = 6  # above this many ``contains`` needles, one RE2 alternation beats a Python loop
 
 
 def compile_re2(pattern: str) -> Any:
@@ -128,13 +128,16 @@ class StringMatcher:
         exact = frozenset(self.exact)
         prefixes = tuple(self.prefixes)
         suffixes = tuple(self.suffixes)
-        substrings = tuple(self.substrings)
-        alternatives = list(self.patterns)
-        if len(substrings) > _MANY_SUBSTRINGS:
-            alternatives.extend(".*" + re2_escape(s) + ".*" for s in substrings)
-            substrings = ()
-        regex = compile_re2("(?s)(?:" + "|".join(alternatives) + ")") if alternatives else None
+        contains = contains_tester(tuple(self.substrings))
+        regex = compile_re2("(?s)(?:" + "|".join(self.patterns) + ")") if self.patterns else None
         fullmatch = re2_tester(regex, anchored=True) if regex is not None else None
+        kinds = [kind for kind in (exact, prefixes, suffixes, contains, fullmatch) if kind]
+        if len(kinds) == 1:  # one kind of test (a ``contains`` or ``startswith`` item): no dispatch per text
+            if prefixes:
+                return lambda text: text.startswith(prefixes)
+            if suffixes:
+                return lambda text: text.endswith(suffixes)
+            return exact.__contains__ if exact else contains or fullmatch
 
         def test(text: str) -> bool:
             if text in exact:
@@ -143,20 +146,55 @@ class StringMatcher:
                 return True
             if suffixes and text.endswith(suffixes):
                 return True
-            for needle in substrings:
-                if needle in text:
-                    return True
+            if contains is not None and contains(text):
+                return True
             return fullmatch is not None and fullmatch(text)
 
         return test
 
     @property
     def empty(self) -> bool:
-        return not (self.match_all or self.exact or self.prefixes or self.suffixes or self.substrings
-                    or self.patterns)
+        return not (self.match_all or self.exact or self.prefixes or self.suffixes or self.substrings or self.patterns)
 
 
 ScalarTest = Any  # Callable[[str], bool]; Any keeps mypy quiet about lambdas vs closures
+
+
+def loop_limit(needles: int) -> float:
+    """Up to which text length ``needles`` ``in`` tests cost less than one RE2 search for all of them.
+
+    Measured (CPython 3.11, google-re2 1.1): one ``needle in text`` costs about 45 ns + 0.53 ns per character,
+    one RE2 call about 1050 ns + 1.7 ns per character. So a loop always wins for up to 3 needles, never for 24 or
+    more, and in between on texts shorter than the break-even length (10 needles: 167 characters).
+    """
+    fixed = 1050 - 45 * needles
+    per_char = 0.53 * needles - 1.7
+    if per_char <= 0:
+        return math.inf
+    return max(fixed, 0) / per_char
+
+
+def contains_tester(needles: tuple[str, ...]) -> ScalarTest | None:
+    """``text -> bool``: does the text contain one of ``needles``? (``None`` without needles.)"""
+    if not needles:
+        return None
+    limit = loop_limit(len(needles))
+    search = None
+    if limit != math.inf:
+        search = re2_tester(compile_re2("|".join(re2_escape(n) for n in needles)), anchored=False)
+
+    def test(text: str) -> bool:
+        if search is not None and len(text) > limit:
+            try:
+                return search(text)
+            except UnicodeEncodeError:  # a lone surrogate has no UTF-8 for RE2: the loop still answers
+                pass
+        for needle in needles:
+            if needle in text:
+                return True
+        return False
+
+    return test
 
 
 def plain_value(value: SigmaString) -> str | None:

@@ -62,9 +62,7 @@ def test_index_returns_exactly_what_brute_force_matching_returns(sigmahq):
     total = 0
     for event in _cloudtrail_events():
         got = sorted(m.rule.rule_id for m in rule_set.match(event))
-        want = sorted(
-            r.rule_id for r in rule_set.rules_for(event.dataset) if r.predicate(EventView(event.native, {}))
-        )
+        want = sorted(r.rule_id for r in rule_set.rules_for(event.dataset) if r.predicate(EventView(event.native, {})))
         assert got == want
         total += len(got)
     assert total > 0
@@ -74,9 +72,14 @@ def test_k8s_field_mapping_pipeline_applies(sigmahq):
     hostpath = next(r for r in sigmahq.rules if r.title == "Container With A hostPath Mount Created")
     assert "requestObject.spec.volumes.hostPath" in hostpath.fields
     event = ParsedEvent(
-        "a1", "kubernetes.audit_logs", {},
-        {"verb": "create", "objectRef": {"resource": "pods"},
-         "requestObject": {"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}}},
+        "a1",
+        "kubernetes.audit_logs",
+        {},
+        {
+            "verb": "create",
+            "objectRef": {"resource": "pods"},
+            "requestObject": {"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}},
+        },
     )
     assert hostpath in [m.rule for m in RuleSet.from_loaded(sigmahq).match(event)]
 
@@ -84,7 +87,9 @@ def test_k8s_field_mapping_pipeline_applies(sigmahq):
 def test_alert_document(sigmahq):
     rule_set = RuleSet.from_loaded(sigmahq)
     event = ParsedEvent(
-        "ev-1", "aws.cloudtrail", {"@timestamp": "2024-01-01T00:00:00Z", "cloud": {"account": {"id": "1"}}},
+        "ev-1",
+        "aws.cloudtrail",
+        {"@timestamp": "2024-01-01T00:00:00Z", "cloud": {"account": {"id": "1"}}},
         {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"},
     )
     match = next(m for m in rule_set.match(event) if m.rule.title == "AWS CloudTrail Important Change")
@@ -93,7 +98,10 @@ def test_alert_document(sigmahq):
     assert doc["event"]["id"] == alert_id(match.rule.rule_id, "ev-1")
     assert doc["rule"]["author"] and doc["rule"]["license"] == "DRL-1.1"
     assert doc["siem"]["source_event"] == {
-        "index": "siem-events-aws.cloudtrail-2024.01.01", "id": "ev-1", "dataset": "aws.cloudtrail"}
+        "index": "siem-events-aws.cloudtrail-2024.01.01",
+        "id": "ev-1",
+        "dataset": "aws.cloudtrail",
+    }
     assert doc["siem"]["matched_fields"]["eventName"] == "StopLogging"
     assert doc["threat"] and doc["threat"][0]["framework"] == "MITRE ATT&CK"
     assert doc["cloud"] == {"account": {"id": "1"}}

@@ -60,12 +60,19 @@ def _route(rule_set: RuleSet, position: int) -> Any:
 
 
 def test_index_implied_literals_are_not_tested_again():
-    both = _rule(1, "    sel:\n        eventName: [CreateUser, DeleteUser]\n        eventSource: iam.amazonaws.com\n"
-                    "    condition: sel\n")
-    either = _rule(2, "    a:\n        eventName: CreateUser\n    b:\n        eventName: DeleteUser\n"
-                      "    condition: a or b\n")
-    narrower = _rule(3, "    a:\n        eventName: [CreateUser, DeleteUser]\n    b:\n        eventName: CreateUser\n"
-                        "    condition: a and b\n")
+    both = _rule(
+        1,
+        "    sel:\n        eventName: [CreateUser, DeleteUser]\n        eventSource: iam.amazonaws.com\n"
+        "    condition: sel\n",
+    )
+    either = _rule(
+        2, "    a:\n        eventName: CreateUser\n    b:\n        eventName: DeleteUser\n    condition: a or b\n"
+    )
+    narrower = _rule(
+        3,
+        "    a:\n        eventName: [CreateUser, DeleteUser]\n    b:\n        eventName: CreateUser\n"
+        "    condition: a and b\n",
+    )
     rest = _rule(4, "    sel:\n        eventName: CreateUser\n        userAgent|contains: boto\n    condition: sel\n")
     rule_set = RuleSet([both, either, narrower, rest])
     assert _route(rule_set, 0) is always

@@ -31,6 +31,7 @@ def sel(body: str, condition: str = "selection") -> str:
 
 # --- strings, case, wildcards, escaping -------------------------------------------------------------------
 
+
 def test_plain_string_is_case_insensitive_exact_match():
     d = sel("Image: 'C:\\Windows\\System32\\cmd.exe'")
     assert matches(d, {"Image": "c:\\windows\\system32\\CMD.EXE"})
@@ -100,6 +101,7 @@ def test_list_of_maps_is_or():
 
 # --- numbers, null, empty, exists ---------------------------------------------------------------------------
 
+
 def test_numbers_match_numeric_strings_and_back():
     assert matches(sel("Code: 404"), {"Code": "404"})
     assert matches(sel("Code: 404"), {"Code": 404})
@@ -142,6 +144,7 @@ def test_booleans():
 
 # --- encodings ---------------------------------------------------------------------------------------------
 
+
 def test_base64_and_base64offset():
     import base64
 
@@ -174,6 +177,7 @@ def test_windash():
 
 
 # --- regex, numbers, time, cidr -----------------------------------------------------------------------------
+
 
 def test_regex_default_case_sensitive_and_flags():
     assert matches(sel("F|re: 'ab+c'"), {"F": "xxabbbcxx"})
@@ -234,9 +238,10 @@ def test_fieldref():
 
 # --- keywords, nested fields, objects -----------------------------------------------------------------------
 
+
 def test_keywords_search_every_string_of_the_event():
     d = "    keywords:\n        - 'Cannot run program'\n        - 'ProcessBuilder'\n    condition: keywords\n"
-    assert matches(d, {"message": "java.io.IOException: cannot run program \"sh\""})
+    assert matches(d, {"message": 'java.io.IOException: cannot run program "sh"'})
     assert matches(d, {}, ecs={"error": {"stack": ["at java.lang.ProcessBuilder.start"]}})
     assert not matches(d, {"message": "all good"})
 
@@ -261,7 +266,7 @@ def test_flat_dotted_key():
 def test_object_matches_as_json_text():
     event = {"requestParameters": {"VersioningConfiguration": {"Status": "Suspended"}}}
     assert matches(sel("requestParameters|contains: 'Suspended'"), event)
-    assert matches(sel("requestParameters|contains: '\"Status\":\"Suspended\"'"), event)
+    assert matches(sel('requestParameters|contains: \'"Status":"Suspended"\''), event)
 
 
 def test_native_first_then_ecs():
@@ -270,6 +275,7 @@ def test_native_first_then_ecs():
 
 
 # --- conditions -----------------------------------------------------------------------------------------------
+
 
 def _detections(condition: str) -> str:
     return (
