@@ -155,10 +155,13 @@ class StageRunner:
                 log.debug("pausing partitions: bulk buffer full")
             self._consumer.pause_all()
             self._paused = True
-        elif not stop_fetching and self._paused:
-            log.log(logging.INFO if self._paused_for_failure else logging.DEBUG, "resuming partitions")
+        elif not stop_fetching:
+            if self._paused:
+                log.log(logging.INFO if self._paused_for_failure else logging.DEBUG, "resuming partitions")
+                self._paused = False
+            # Every step, not only on the transition: a rebalance that completes while we are paused can hand back
+            # partitions that the client still holds paused after our resume ran (it saw no assignment then).
             self._consumer.resume_all()
-            self._paused = False
         metrics.SINK_BLOCKED.labels(self.name).set(1 if self._sink.blocked else 0)
 
     def _handle(self, record: SourceRecord) -> None:
