@@ -27,7 +27,6 @@ from parsers.base import SourceRecord
 log = logging.getLogger(__name__)
 
 HANDOFF_EVERY = 100  # records handled between two looks at the request in flight (eager flushing)
-EAGER_POLL_MS = 20  # poll timeout while documents wait for the request in flight (eager flushing)
 
 
 class Stage(Protocol):
@@ -110,11 +109,10 @@ class StageRunner:
 
     def step(self) -> None:
         self._apply_backpressure()
-        waiting_for_sink = self._paused and not self._sink.blocked
-        # Paused because the buffer is full: a poll would only sleep its whole timeout on paused partitions, while
-        # the request in flight may finish much sooner. Poll without waiting (group membership, revocations),
-        # then wait for that request instead, so the next batch goes out the moment Elasticsearch is ready.
-        records = self._consumer.poll(self._poll_timeout(waiting_for_sink), self._poll_max_records)
+        # Always the full poll timeout: kafka-python completes a group rebalance inside poll, and short polls
+        # that return mid-rebalance (tried: 0 ms while paused, 20 ms while documents wait) stalled the stage in the
+        # crash and Kafka-restart tests.
+        records = self._consumer.poll(self._poll_timeout_ms, self._poll_max_records)
         self._assigned = self._consumer.assignment()
         handle = self._handle
         for start in range(0, len(records), HANDOFF_EVERY):
@@ -126,8 +124,6 @@ class StageRunner:
                 self._flush_once(eager=True)
         if records:
             self._pending_gauge.set(self._sink.pending)
-        if waiting_for_sink:
-            self._sink.wait(self._poll_timeout_ms / 1000)
         # A short poll means the stage has caught up with its partitions: send what is buffered now rather than
         # when the batch is full or old (latency), as soon as no request is in flight.
         eager = self._eager_flush and len(records) < self._poll_max_records
@@ -135,15 +131,6 @@ class StageRunner:
             self._flush_once(eager=eager)
         if self._clock() - self._last_commit >= self._commit_interval_s:
             self._commit()
-
-    def _poll_timeout(self, waiting_for_sink: bool) -> int:
-        if waiting_for_sink:
-            return 0  # see step
-        if self._eager_flush and self._sink.buffered:
-            # Documents wait for the request in flight to finish: look again soon rather than only when new
-            # records arrive, so they go out right after it.
-            return min(self._poll_timeout_ms, EAGER_POLL_MS)
-        return self._poll_timeout_ms
 
     def _apply_backpressure(self) -> None:
         stop_fetching = self._sink.blocked or self._sink.full

@@ -212,38 +212,6 @@ def test_commit_waits_while_produced_messages_are_still_pending():
     assert consumer.committed == {("raw", 0): 3}
 
 
-class GatedTransport(FakeTransport):
-    """Elasticsearch answering only when the test opens the gate (a slow bulk request in flight)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-
-    def send(self, lines):
-        self.gate.wait(5)
-        return super().send(lines)
-
-
-def test_full_buffer_waits_for_the_request_in_flight_not_for_a_poll_timeout():
-    transport = GatedTransport()
-    records = [_good(i) for i in range(40)]
-    # Batches by size only (no eager hand-off), so the first request holds exactly the first 10 records.
-    runner, consumer, _, clock = _build(records, transport, background=True, poll_timeout_ms=3000, eager_flush=False)
-    for _ in range(4):  # 5 records per poll: the first 10 go out (and hang), the next 10 fill the buffer
-        runner.step()
-        clock.now += 1.0
-    assert runner.sink.full and not runner.sink.blocked and len(transport.indexed) == 0
-    polls_before = len(consumer.poll_timeouts)
-    transport.gate.set()
-    runner.step()
-    # That step paused fetching, polled without waiting (a paused poll would only sleep), waited for the
-    # request in flight, collected its outcome and sent the next batch at once.
-    assert consumer.poll_timeouts[polls_before:] == [(0, True)]
-    assert len(transport.indexed) == 10 and runner.sink.pending == 10
-    _run_steps(runner, clock, 10)
-    assert len(transport.indexed) == 40 and consumer.committed == {("raw", 0): 40}
-
-
 @pytest.mark.parametrize("eager", [True, False], ids=["eager", "by-size-or-age"])
 def test_documents_go_out_whenever_no_request_is_in_flight(eager):
     transport = FakeTransport()
