@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -183,6 +184,16 @@ class BulkSink:
                 self._in_flight = (batch, self._executor.submit(self._send, batch))
         report.retrying = self.pending
         return report
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the request in flight (if any) has its answer, at most ``timeout_s``; True if it has."""
+        if self._in_flight is None:
+            return True
+        try:
+            self._in_flight[1].result(timeout=timeout_s)
+        except FutureTimeout:
+            return False
+        return True
 
     def close(self) -> None:
         if self._executor is not None:

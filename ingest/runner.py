@@ -108,6 +108,12 @@ class StageRunner:
             self.shutdown()
 
     def step(self) -> None:
+        if self._sink.full and not self._sink.blocked:
+            # Buffer full while Elasticsearch works on the request in flight: wait for its answer and hand over the
+            # next batch, instead of pausing the partitions and sleeping through a whole poll timeout.
+            self._sink.wait(self._poll_timeout_ms / 1000)
+            if self._sink.due():
+                self._flush_once()
         self._apply_backpressure()
         # Always the full poll timeout: kafka-python completes a group rebalance inside poll, and short polls
         # that return mid-rebalance (tried: 0 ms while paused, 20 ms while documents wait) stalled the stage in the
