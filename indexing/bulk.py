@@ -137,11 +137,6 @@ class BulkSink:
         return self._failures > 0
 
     @property
-    def buffered(self) -> int:
-        """Documents waiting for a request (not in flight)."""
-        return len(self._buffer)
-
-    @property
     def full(self) -> bool:
         return len(self._buffer) >= self._max_actions or self._buffer_bytes >= self._max_bytes
 

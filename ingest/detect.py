@@ -133,21 +133,15 @@ class DetectStage:
         event_fields = event.ecs.setdefault("event", {})
         if "ingested" not in event_fields:  # the built-in parsers set it; the clock is read only for others
             event_fields["ingested"] = self._now_iso()
-        index = self._events_index(event.dataset, event.ecs["@timestamp"])
+        index = self._index_name(event.dataset, event.ecs["@timestamp"])
         _index_action(outputs, record, source, "event", index, event.id, orjson.dumps(event.ecs))
         for alert in self._detector.detect(event, index):
             if alert.indexed:
-                alert_index = self._alerts_index(alert.document["@timestamp"])
+                alert_index = self._index_name(None, alert.document["@timestamp"])
                 body = orjson.dumps(alert.document)
                 _index_action(outputs, record, source, "alert", alert_index, alert.doc_id, body)
             for key, value in alert.correlation_messages:
                 outputs.kafka_messages.append((self._alerts_topic, key, value))
-
-    def _events_index(self, dataset: str, timestamp: str) -> str:
-        return self._index_name(dataset, timestamp)
-
-    def _alerts_index(self, timestamp: str) -> str:
-        return self._index_name(None, timestamp)
 
     def _index_name(self, dataset: str | None, timestamp: str) -> str:
         """Daily index of an event (``dataset``) or alert (``None``), from the document's ``@timestamp``.

@@ -63,6 +63,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             self._on_assigned(partitions)
 
 
+def _consumer_options(settings: KafkaSettings, group_id: str) -> dict[str, Any]:
+    """What every pipeline consumer of a group shares: manual commits, from the start, large fetches."""
+    options = settings.client_options()
+    options.update(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Large records (S3 log files) must fit; oversize ones are rejected by the parser limits.
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    return options
+
+
 class KafkaRecordConsumer:
     """A kafka-python consumer in a group, manual commits only."""
 
@@ -76,16 +90,8 @@ class KafkaRecordConsumer:
         on_assigned: Callable[[set[Partition]], None] | None = None,
         **overrides: Any,
     ) -> None:
-        options = settings.client_options()
-        options.update(
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # Large records (S3 log files) must fit; oversize ones are rejected by the parser limits.
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=32 * 1024 * 1024,
-            max_poll_interval_ms=300_000,
-        )
+        options = _consumer_options(settings, group_id)
+        options.update(max_poll_interval_ms=300_000)
         if settings.session_timeout_ms is not None:
             # Heartbeats must come several times per session, or a busy moment looks like a crash.
             options.update(
@@ -179,15 +185,7 @@ def read_rebuild_range(
     commits) does the reading, so the group member's positions are untouched. Bounded by ``timeout_s``: a
     partial result is logged and returned rather than blocking the stage.
     """
-    options = settings.client_options()
-    options.update(
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=32 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    reader = KafkaConsumer(**options)
+    reader = KafkaConsumer(**_consumer_options(settings, group_id))
     deadline = time.monotonic() + timeout_s
     try:
         tps = [TopicPartition(t, p) for t, p in sorted(set(partitions))]
