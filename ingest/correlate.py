@@ -255,6 +255,9 @@ class CorrelateStage:
         number of inputs replayed. The lock is held throughout so the timer cannot advance a half-built
         engine to wall-clock time (which would make the older replayed inputs late)."""
         replayed = 0
+        with self._store_lock:
+            # New partitions, new keys: incidents their previous owner wrote must be found by search (see take_over).
+            self._incidents.take_over()
         with self.lock:
             engine = self._new_engine()
             for record in records:
@@ -432,7 +435,8 @@ class CorrelateRunner(StageRunner):
 def build_correlate_runner(
     settings: Settings, correlations: list[CompiledCorrelation], client: Elasticsearch
 ) -> StageRunner:
-    backend = ElasticsearchBackend(client, settings.elasticsearch.incidents_index)
+    # No refresh per write: the store syncs once per assignment instead (see ElasticsearchBackend).
+    backend = ElasticsearchBackend(client, settings.elasticsearch.incidents_index, refresh=False)
     backend.ensure_index()
     store = IncidentStore(backend, settings.incidents, SystemClock().now_ms)
     lock = threading.Lock()

@@ -54,11 +54,18 @@ class ElasticsearchBackend:
     def __init__(self, client: Elasticsearch, index: str, refresh: bool = True) -> None:
         self.client = client
         self.index = index
-        # Each write refreshes the shard so the next search sees it: a second process looking for the open
-        # incident of the same key then finds it instead of opening a duplicate. An explicit refresh returns
-        # in milliseconds; "wait_for" would park every incident write for up to the refresh interval (1 s),
-        # which serialized the correlate stage behind it.
+        # ``refresh``: make each write searchable at once. Right for a responder's command-line change (the next
+        # list shows it). The pipeline passes False: a forced refresh writes a new Lucene segment per incident
+        # write, which cost Elasticsearch more CPU than all the events of the benchmark's correlate stage together
+        # (bench_e2e, ES pinned to one core: 11.9 vs 6.4-8.3 CPU-s); the store calls ``sync`` instead, once,
+        # before the first search after it takes over keys (see IncidentStore.take_over).
+        # An explicit refresh returns in milliseconds; "wait_for" would park every write for up to the refresh
+        # interval (1 s), which serialized the correlate stage behind it.
         self.refresh: Any = True if refresh else False
+
+    def sync(self) -> None:
+        """Make every acknowledged write searchable (an explicit refresh of the incidents index)."""
+        self.client.indices.refresh(index=self.index, ignore_unavailable=True, allow_no_indices=True)
 
     def ensure_index(self) -> None:
         if not self.client.indices.exists(index=self.index):

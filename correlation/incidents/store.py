@@ -44,7 +44,8 @@ class IncidentBackend(Protocol):
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None: ...
     def create(self, incident_id: str, doc: dict[str, Any]) -> None: ...  # VersionConflict if it exists
     def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None: ...
-    def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...
+    def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...  # near-real-time, like a search
+    def sync(self) -> None: ...  # make every acknowledged write visible to ``find``
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
 
 
@@ -68,6 +69,10 @@ class IncidentStore:
     # key -> incident id; only this process opens incidents for the keys routed to it, the cache saves a
     # search (near-real-time) per alert and closes the race between two alerts of one key.
     _open_by_key: dict[str, str] = field(default_factory=dict)
+    # Writes are not made searchable one by one (see ElasticsearchBackend), so before the first search after
+    # taking over keys -- a new process, or a new partition assignment -- the incidents written by their previous
+    # owner (acknowledged before it let go of the partitions) are made searchable once.
+    _sync_before_search: bool = True
 
     def get(self, incident_id: str) -> Versioned | None:
         found = self.backend.get(incident_id)
@@ -135,7 +140,16 @@ class IncidentStore:
         self._open_by_key[signal.key] = incident_id
         return incident
 
+    def take_over(self) -> None:
+        """The keys routed to this process changed (partition assignment): forget the cached open incidents (the
+        previous owner may have changed them) and sync before the next search."""
+        self._open_by_key.clear()
+        self._sync_before_search = True
+
     def _find_open(self, signal: Signal) -> str | None:
+        if self._sync_before_search:
+            self.backend.sync()  # raises like a search would when Elasticsearch is down: the caller retries
+            self._sync_before_search = False
         window_ms = int(self.settings.attach_window_s * 1000)
         flt = IncidentFilter(statuses=[s.value for s in ACTIVE], key=signal.key,
                              since_ms=signal.timestamp_ms - window_ms, size=1)
@@ -168,12 +182,23 @@ def matches_filter(doc: dict[str, Any], flt: IncidentFilter) -> bool:
 
 
 class MemoryBackend:
-    """In-process backend with Elasticsearch's versioning rules (for tests and dry runs)."""
+    """In-process backend with Elasticsearch's versioning rules (for tests and dry runs).
 
-    def __init__(self) -> None:
+    ``near_real_time``: like Elasticsearch without per-write refreshes, ``find`` sees the documents as of the
+    last ``sync`` (``get`` is real-time, as in Elasticsearch); otherwise ``find`` sees every write at once.
+    """
+
+    def __init__(self, near_real_time: bool = False) -> None:
         self.docs: dict[str, tuple[dict[str, Any], int]] = {}
         self.side_docs: dict[str, dict[str, Any]] = {}  # alerts/events by id, for timelines
         self._seq = 0
+        self._near_real_time = near_real_time
+        self._searchable: dict[str, tuple[dict[str, Any], int]] = {}
+        self.syncs = 0
+
+    def sync(self) -> None:
+        self.syncs += 1
+        self._searchable = dict(self.docs)
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
         found = self.docs.get(incident_id)
@@ -193,7 +218,8 @@ class MemoryBackend:
         self.docs[incident_id] = (doc, self._seq)
 
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]:
-        hits = [doc for doc, _ in self.docs.values() if matches_filter(doc, flt)]
+        visible = self._searchable if self._near_real_time else self.docs
+        hits = [doc for doc, _ in visible.values() if matches_filter(doc, flt)]
         return sorted(hits, key=lambda d: -int(d["last_seen_ms"]))[: flt.size]
 
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -57,7 +57,8 @@ def es(local_stack):
 def test_incident_lifecycle_with_optimistic_concurrency(es):
     client, prefix = es
     settings = IncidentSettings()
-    backend = ElasticsearchBackend(client, f"{prefix}-incidents")
+    # As the correlate stage runs it: no refresh per write (the next process syncs before it searches).
+    backend = ElasticsearchBackend(client, f"{prefix}-incidents", refresh=False)
     backend.ensure_index()
     pipeline = IncidentStore(backend, settings, lambda: T0)
     first = pipeline.record(sig(alert_doc(1, T0), settings, "high"))
@@ -66,7 +67,7 @@ def test_incident_lifecycle_with_optimistic_concurrency(es):
     current = backend.get(first.id)
     assert current is not None
     doc, seq_no, term = current
-    responder = IncidentStore(backend, settings, lambda: T0 + 5)
+    responder = IncidentStore(ElasticsearchBackend(client, f"{prefix}-incidents"), settings, lambda: T0 + 5)
     at = "2025-01-01T12:00:05Z"
     responder.update(first.id, mut(change_status, Status.ACKNOWLEDGED, "bob", at, "mine"))
     with pytest.raises(VersionConflict):
@@ -84,6 +85,24 @@ def test_incident_lifecycle_with_optimistic_concurrency(es):
     found = restarted.search(IncidentFilter(statuses=["acknowledged"], entity=ARN, min_severity="high"))
     assert [inc.id for inc in found] == [first.id]
     assert restarted.search(IncidentFilter(statuses=["resolved"])) == []
+
+
+def test_next_owner_finds_an_unrefreshed_incident(es):
+    # The correlate stage writes incidents without a refresh; a process taking over the key right after the write
+    # (well within the 1 s refresh interval) must still attach to it instead of opening a duplicate.
+    client, prefix = es
+    settings = IncidentSettings()
+    backend = ElasticsearchBackend(client, f"{prefix}-incidents", refresh=False)
+    backend.ensure_index()
+    client.indices.put_settings(index=f"{prefix}-incidents", settings={"index": {"refresh_interval": "60s"}})
+    first = IncidentStore(backend, settings, lambda: T0).record(sig(alert_doc(1, T0), settings, "high"))
+    hidden = client.search(index=f"{prefix}-incidents", query={"term": {"key": first.key}})
+    assert hidden["hits"]["total"]["value"] == 0  # acknowledged but not searchable: the case the sync is for
+    successor = IncidentStore(backend, settings, lambda: T0 + 10)
+    merged = successor.record(sig(alert_doc(2, T0 + 60_000), settings, "high"))
+    assert merged.id == first.id and merged.alert_ids == ["alert-1", "alert-2"]
+    client.indices.refresh(index=f"{prefix}-incidents")
+    assert client.count(index=f"{prefix}-incidents")["count"] == 1
 
 
 def test_timeline_reads_alert_and_event_indices(es):

@@ -392,3 +392,19 @@ def test_rebuild_of_an_already_matched_window_emits_nothing_again(correlations):
     # a redelivered alert inside the consumed window is suppressed, not a second correlation
     assert stage.process(input_record(failed_input(stage, 1), offset=4)).actions == []
     assert stage.engine.stats.suppressed == 1
+
+
+def test_rebuild_makes_the_store_sync_before_its_next_search(correlations):
+    # A rebuild follows every assignment: incidents the partitions' previous owner wrote (not refreshed per write)
+    # must be searchable before this stage looks one up.
+    stage, backend, _ = make_stage(correlations)
+    doc = {"@timestamp": "2026-09-21T14:13:20.000Z", "event": {"id": "a1", "kind": "alert"},
+           "rule": {"id": "r1", "name": "Admin policy attached"}, "siem": {"level": "high"}, "user": {"name": "eve"}}
+    stage.process(record(encode_incident_alert("a1", doc)[1]))
+    assert backend.syncs == 1
+    stage.rebuild([])
+    doc2 = {**doc, "event": {"id": "a2", "kind": "alert"}}
+    stage.process(record(encode_incident_alert("a2", doc2)[1], offset=1))
+    assert backend.syncs == 2
+    ((incident, _),) = backend.docs.values()
+    assert incident["alert_ids"] == ["a1", "a2"]

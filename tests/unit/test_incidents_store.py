@@ -213,3 +213,46 @@ detection: {sel: {x: 1}, condition: sel}
     assert incident.entities["users"] == ["eve"] and incident.entities["ips"] == ["10.0.0.0", "10.0.0.1"]
     assert incident.evidence_event_ids == ["e0", "e1"] and incident.correlation_ids == [matches[0].id]
     assert incident.risk_score == 100.0 or incident.risk_score > 99
+
+
+# ---- near-real-time search: no refresh per write, one sync per take-over ------------------------------------
+
+
+def test_new_owner_finds_the_predecessors_incident_after_one_sync():
+    settings = IncidentSettings()
+    backend = MemoryBackend(near_real_time=True)
+    first = IncidentStore(backend, settings, Clock()).record(sig(alert_doc(1, T0), settings))
+    assert backend.find(IncidentFilter(key=first.key)) == []  # written, acknowledged, not yet searchable
+    successor = IncidentStore(backend, settings, Clock())  # another process took over the partition
+    merged = successor.record(sig(alert_doc(2, T0 + 60_000), settings))
+    assert merged.id == first.id and merged.alert_count == 2 and len(backend.docs) == 1
+    assert backend.syncs == 2  # once per store, before its first search
+    successor.record(sig(alert_doc(3, T0 + 120_000, ip="198.51.100.9"), settings))
+    assert backend.syncs == 2  # the key is cached now: no search, no further sync
+
+
+def test_without_the_sync_a_new_owner_would_open_a_duplicate():
+    # The failure the sync prevents, shown on the same backend (so the test above cannot pass by accident).
+    settings = IncidentSettings()
+    backend = MemoryBackend(near_real_time=True)
+    IncidentStore(backend, settings, Clock()).record(sig(alert_doc(1, T0), settings))
+    successor = IncidentStore(backend, settings, Clock())
+    successor._sync_before_search = False
+    successor.record(sig(alert_doc(2, T0 + 60_000), settings))
+    assert len(backend.docs) == 2
+
+
+def test_take_over_forgets_cached_keys_and_syncs_before_the_next_search():
+    settings = IncidentSettings()
+    backend = MemoryBackend(near_real_time=True)
+    store = IncidentStore(backend, settings, Clock())
+    first = store.record(sig(alert_doc(1, T0), settings))
+    assert backend.syncs == 1  # the first search of a new store
+    # meanwhile another owner of the key's partition (before a rebalance gave it back) attached an alert
+    other = IncidentStore(backend, settings, Clock())
+    other._open_by_key[first.key] = first.id
+    other.record(sig(alert_doc(2, T0 + 30_000), settings))
+    store.take_over()
+    third = store.record(sig(alert_doc(3, T0 + 60_000), settings))
+    assert backend.syncs == 2
+    assert third.id == first.id and third.alert_ids == ["alert-1", "alert-2", "alert-3"]
