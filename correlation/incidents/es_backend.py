@@ -54,14 +54,12 @@ class ElasticsearchBackend:
     def __init__(self, client: Elasticsearch, index: str, refresh: bool = True) -> None:
         self.client = client
         self.index = index
-        # ``refresh``: make each write searchable at once. Right for a responder's command-line change (the next
-        # list shows it). The pipeline passes False: a forced refresh writes a new Lucene segment per incident
-        # write, which cost Elasticsearch more CPU than all the events of the benchmark's correlate stage together
-        # (bench_e2e, ES pinned to one core: 11.9 vs 6.4-8.3 CPU-s); the store calls ``sync`` instead, once,
-        # before the first search after it takes over keys (see IncidentStore.take_over).
-        # An explicit refresh returns in milliseconds; "wait_for" would park every write for up to the refresh
-        # interval (1 s), which serialized the correlate stage behind it.
-        self.refresh: Any = True if refresh else False
+        # ``refresh``: make each write searchable at once (an explicit refresh; "wait_for" would park every write
+        # for up to the refresh interval). Right for a responder's command-line change: the next list shows it.
+        # The pipeline passes False: a forced refresh writes a new Lucene segment per incident write, which cost
+        # Elasticsearch ~4 CPU-s per bench_e2e run; the store calls ``sync`` once instead, before its first search
+        # after taking over keys (see IncidentStore.take_over).
+        self.refresh = refresh
 
     def sync(self) -> None:
         """Make every acknowledged write searchable (an explicit refresh of the incidents index)."""

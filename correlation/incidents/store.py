@@ -192,13 +192,14 @@ class MemoryBackend:
         self.docs: dict[str, tuple[dict[str, Any], int]] = {}
         self.side_docs: dict[str, dict[str, Any]] = {}  # alerts/events by id, for timelines
         self._seq = 0
-        self._near_real_time = near_real_time
-        self._searchable: dict[str, tuple[dict[str, Any], int]] = {}
+        # What ``find`` sees as of the last sync; None: every write at once.
+        self._searchable: dict[str, tuple[dict[str, Any], int]] | None = {} if near_real_time else None
         self.syncs = 0
 
     def sync(self) -> None:
         self.syncs += 1
-        self._searchable = dict(self.docs)
+        if self._searchable is not None:
+            self._searchable = dict(self.docs)
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
         found = self.docs.get(incident_id)
@@ -218,7 +219,7 @@ class MemoryBackend:
         self.docs[incident_id] = (doc, self._seq)
 
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]:
-        visible = self._searchable if self._near_real_time else self.docs
+        visible = self.docs if self._searchable is None else self._searchable
         hits = [doc for doc, _ in visible.values() if matches_filter(doc, flt)]
         return sorted(hits, key=lambda d: -int(d["last_seen_ms"]))[: flt.size]
 
