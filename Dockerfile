@@ -1,6 +1,16 @@
 # The pipeline image: `siem` is the entrypoint, so `docker run IMAGE run|demo|setup kibana|...` runs sub-commands.
-FROM python:3.11-slim
 
+# Build stage: the parsers are compiled to C extensions by mypyc at install (setup.py), which needs a C compiler;
+# the runtime image gets only the built wheel.
+FROM python:3.11-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . /src
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
 LABEL org.opencontainers.image.title="siem-pipeline" \
       org.opencontainers.image.description="Streaming SIEM: Kafka -> ECS -> Sigma -> Elasticsearch" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -17,10 +27,10 @@ RUN groupadd --system --gid 10001 siem \
 WORKDIR /app
 # .dockerignore keeps the virtualenv, the local stack, git data and caches out of the context.
 COPY . /app
-# Installs the package and its pinned-range dependencies (binary wheels exist for all of them on 3.11),
-# then drops the in-tree build leftovers.
-RUN pip install . \
- && rm -rf /app/build /app/*.egg-info \
+# Installs the compiled package and its pinned-range dependencies (binary wheels exist for all of them on 3.11).
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels /app/build /app/*.egg-info \
  && siem --help >/dev/null
 
 # Rules and samples are data files next to the code, not part of the installed package, so point the

@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+# The parsers are compiled to C extensions at install (setup.py, mypyc): reinstall when one changes, so nothing runs
+# a stale build (the test suite also refuses to start on one).
+$(STAMP): pyproject.toml setup.py $(wildcard parsers/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -33,4 +35,5 @@ bench: install
 
 clean:
 	-$(BIN)/siem stack down
-	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache build
+	find . -path ./.venv -prune -o -name '*.so' -print -delete

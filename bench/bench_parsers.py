@@ -19,8 +19,10 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from parsers import cloudtrail_ecs  # noqa: E402
 from parsers.base import Parser, SourceRecord  # noqa: E402
 from parsers.registry import build_parsers  # noqa: E402
+from siem.buildinfo import is_compiled  # noqa: E402
 from siem.config import ParserSettings  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data" / "panther"
@@ -87,6 +89,8 @@ def main() -> int:
     args = cli.parse_args()
     parsers = build_parsers(ParserSettings())
     ok = True
+    build = "compiled with mypyc" if is_compiled(cloudtrail_ecs) else "pure Python (installed with SIEM_PURE_PYTHON=1?)"
+    print(f"parsers: {build}")
     print(f"{'source':12} {'records':>7} {'events/s':>10} {'floor/s':>10} {'ratio':>6}  target")
     for name in SOURCES:
         records = load(name)

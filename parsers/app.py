@@ -27,10 +27,10 @@ _ACCESS_EVENT = {"category": ["web"], "type": ["access"]}
 
 
 class AppLogParser:
-    name = "app"
-    dataset = DATASET_LOGS
-
     def __init__(self, options: ParserOptions | None = None) -> None:
+        # Set per instance, not as class attributes: the parsers are compiled with mypyc (see setup.py).
+        self.name = "app"
+        self.dataset = DATASET_LOGS
         self.options = options or ParserOptions()
 
     def parse(self, record: SourceRecord) -> ParseResult:

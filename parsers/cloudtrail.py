@@ -52,10 +52,10 @@ def _is_digest(obj: dict[str, Any]) -> bool:
 
 
 class CloudTrailParser:
-    name = "cloudtrail"
-    dataset = DATASET
-
     def __init__(self, options: ParserOptions | None = None) -> None:
+        # Set per instance, not as class attributes: the parsers are compiled with mypyc (see setup.py).
+        self.name = "cloudtrail"
+        self.dataset = DATASET
         self.options = options or ParserOptions()
         self._ingested = ""
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
-# Hash state after ``topic\0partition\0``, per (topic, partition, type of partition): a partition's records share
-# it, and copying it costs less than hashing the prefix again. The type is in the key because f"{True}" differs
-# from f"{1}" while True == 1. Bounded (cleared when full), like the other per-value caches.
-_PARTITION_HASH: dict[tuple[str, int, type], blake2b] = {}
+# Hash state after ``topic\0partition\0``, per (topic, partition): a partition's records share it, and copying it
+# costs less than hashing the prefix again. Bounded (cleared when full), like the other per-value caches.
+_PARTITION_HASH: dict[tuple[str, int], blake2b] = {}
 _PARTITION_HASH_MAX = 4096
 
 
 def _partition_hash(topic: str, partition: int) -> blake2b:
-    key = (topic, partition, type(partition))
+    key = (topic, partition)
     state = _PARTITION_HASH.get(key)
     if state is None:
         if len(_PARTITION_HASH) >= _PARTITION_HASH_MAX:

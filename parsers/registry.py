@@ -13,20 +13,17 @@ from parsers.timestamps import Clock
 from siem.config import ParserSettings
 from siem.errors import ConfigError
 
-PARSERS: dict[str, Callable[[ParserOptions], Parser]] = {
-    CloudTrailParser.name: CloudTrailParser,
-    K8sAuditParser.name: K8sAuditParser,
-    AppLogParser.name: AppLogParser,
-}
+PARSER_TYPES: tuple[Callable[[ParserOptions], Parser], ...] = (CloudTrailParser, K8sAuditParser, AppLogParser)
 
 
 def build_parsers(settings: ParserSettings, clock: Clock | None = None) -> dict[str, Parser]:
-    """One parser instance per source, sharing the options resolved from ``settings``.
+    """One parser instance per source, keyed by its name and sharing the options resolved from ``settings``.
 
     ``clock`` (for ``event.ingested`` and events without a time) is injectable so tests control time.
     """
     options = ParserOptions.from_settings(settings, clock)
-    return {name: factory(options) for name, factory in PARSERS.items()}
+    parsers = [factory(options) for factory in PARSER_TYPES]
+    return {parser.name: parser for parser in parsers}
 
 
 def parsers_for_topics(raw_topics: dict[str, str], parsers: dict[str, Parser]) -> dict[str, Parser]:
