@@ -36,4 +36,4 @@ bench: install
 clean:
 	-$(BIN)/siem stack down
 	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache build
-	find . -path ./.venv -prune -o -name '*.so' -print -delete
+	find . -name '*.so' -not -path './.venv/*' -not -path './.stack/*' -delete

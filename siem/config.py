@@ -30,6 +30,10 @@ RAW_TOPICS: dict[str, str] = {
 ALERTS_TOPIC = "siem.alerts"
 DLQ_TOPIC = "siem.dlq"
 
+# orjson serializes at most 254 levels, and the documents we index wrap a source payload a few levels deeper
+# (``aws.cloudtrail.flattened.request_parameters``, an alert around an event): the parsers' depth limit stays below.
+MAX_JSON_DEPTH = 200
+
 
 class _Component(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -144,7 +148,7 @@ class ParserSettings(_Component):
     """Limits and options shared by the source parsers."""
 
     max_message_bytes: int = Field(10 * 1024 * 1024, gt=0, description="larger records go to the DLQ")
-    max_depth: int = Field(64, gt=0, description="deeper JSON nesting goes to the DLQ")
+    max_depth: int = Field(64, gt=0, le=MAX_JSON_DEPTH, description="deeper JSON nesting goes to the DLQ")
     keep_original: bool = Field(False, description="store the raw record in event.original")
     k8s_stages: list[str] = Field(
         default_factory=lambda: ["ResponseComplete", "Panic"], description="audit stages that are indexed"

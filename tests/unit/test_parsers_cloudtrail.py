@@ -14,6 +14,7 @@ from parsers.cloudtrail import CloudTrailParser
 from parsers.common import ParserOptions
 from parsers.ids import coordinate_id
 from parsers.redaction import MARKER, PathRedactor
+from siem.config import MAX_JSON_DEPTH
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CLOCK = lambda: datetime(2024, 1, 1, tzinfo=UTC)  # noqa: E731
@@ -105,6 +106,22 @@ def test_bad_input_goes_to_the_dlq_with_reason() -> None:
         result = parser.parse(SourceRecord("t", 0, 0, raw))
         assert [f.error_type for f in result.failures] == [expected], raw[:40]
         assert result.failures[0].original == raw and result.failures[0].message
+
+
+def test_deepest_allowed_nesting_parses_or_dead_letters_without_crashing() -> None:
+    """The parsers run compiled (mypyc), where recursion has no interpreter limit: the deepest input the settings
+    allow must still end as an event or a DLQ entry (a stack overflow would kill the process)."""
+    max_depth = MAX_JSON_DEPTH
+    parser = CloudTrailParser(ParserOptions(max_depth=max_depth, clock=CLOCK))
+    for levels in (max_depth - 10, max_depth - 1, max_depth, 1_000):
+        params = b'{"a":' * (levels - 1) + b'{"token":"t"}' + b"}" * (levels - 1)  # too deep for orjson.dumps
+        raw = orjson.dumps(REC)[:-1] + b',"requestParameters":' + params + b"}"
+        result = parser.parse(SourceRecord("t", 0, 0, raw))
+        if levels + 1 <= max_depth:  # the record object is one level more
+            (event,) = result.events
+            assert b'"token":"[REDACTED]"' in orjson.dumps(event.ecs), levels  # redacted at the bottom, serializable
+        else:
+            assert [f.error_type for f in result.failures] == [ErrorType.TOO_DEEP], levels
 
 
 def test_keep_original_and_extra_redaction_paths() -> None:
