@@ -21,9 +21,11 @@ def is_compiled(module: ModuleType) -> bool:
 def stale_extensions(root: Path = PROJECT_ROOT) -> list[str]:
     """Compiled modules under ``root`` whose ``.py`` source changed after they were built (relative paths)."""
     stale = []
-    for suffix in EXTENSION_SUFFIXES:
-        for extension in root.glob(f"*/*{suffix}"):
-            source = extension.with_name(extension.name[: -len(suffix)] + ".py")
-            if source.exists() and source.stat().st_mtime > extension.stat().st_mtime:
-                stale.append(str(extension.relative_to(root)))
+    packages = [path for path in root.iterdir() if (path / "__init__.py").exists()]  # not .venv or .stack
+    for package in packages:
+        for suffix in EXTENSION_SUFFIXES:
+            for extension in package.rglob(f"*{suffix}"):
+                source = extension.with_name(extension.name[: -len(suffix)] + ".py")
+                if source.exists() and source.stat().st_mtime > extension.stat().st_mtime:
+                    stale.append(str(extension.relative_to(root)))
     return sorted(stale)

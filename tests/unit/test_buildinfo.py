@@ -23,13 +23,14 @@ def test_every_parser_module_is_compiled_unless_the_install_opted_out() -> None:
 
 
 def test_a_source_edited_after_the_build_is_reported_stale(tmp_path: Path) -> None:
-    package = tmp_path / "pkg"
-    package.mkdir()
+    package = tmp_path / "pkg" / "sub"
+    package.mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
     extension, source = package / f"mod{SUFFIX}", package / "mod.py"
     extension.write_bytes(b"")
     source.write_text("")
     os.utime(extension, (1_000, 1_000))
     os.utime(source, (2_000, 2_000))
-    assert stale_extensions(tmp_path) == [f"pkg/mod{SUFFIX}"]
+    assert stale_extensions(tmp_path) == [f"pkg/sub/mod{SUFFIX}"]
     os.utime(extension, (3_000, 3_000))
     assert stale_extensions(tmp_path) == []
