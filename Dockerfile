@@ -30,7 +30,7 @@ COPY . /app
 # Installs the compiled package and its pinned-range dependencies (binary wheels exist for all of them on 3.11).
 COPY --from=build /wheels /tmp/wheels
 RUN pip install /tmp/wheels/*.whl \
- && rm -rf /tmp/wheels /app/build /app/*.egg-info \
+ && rm -rf /tmp/wheels \
  && siem --help >/dev/null
 
 # Rules and samples are data files next to the code, not part of the installed package, so point the

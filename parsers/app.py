@@ -28,7 +28,6 @@ _ACCESS_EVENT = {"category": ["web"], "type": ["access"]}
 
 class AppLogParser:
     def __init__(self, options: ParserOptions | None = None) -> None:
-        # Set per instance, not as class attributes: the parsers are compiled with mypyc (see setup.py).
         self.name = "app"
         self.dataset = DATASET_LOGS
         self.options = options or ParserOptions()

@@ -53,7 +53,7 @@ def _is_digest(obj: dict[str, Any]) -> bool:
 
 class CloudTrailParser:
     def __init__(self, options: ParserOptions | None = None) -> None:
-        # Set per instance, not as class attributes: the parsers are compiled with mypyc (see setup.py).
+        # Per instance: compiled (mypyc, setup.py), a class attribute would not be readable from the class.
         self.name = "cloudtrail"
         self.dataset = DATASET
         self.options = options or ParserOptions()

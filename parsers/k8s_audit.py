@@ -117,7 +117,6 @@ def build_ecs(event: dict[str, Any], timestamp: str, meta_key: str | None,
 
 class K8sAuditParser:
     def __init__(self, options: ParserOptions | None = None) -> None:
-        # Set per instance, not as class attributes: the parsers are compiled with mypyc (see setup.py).
         self.name = "k8s_audit"
         self.dataset = DATASET
         self.options = options or ParserOptions()
