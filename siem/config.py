@@ -276,6 +276,12 @@ class IncidentSettings(_Component):
     max_evidence_ids: int = Field(1000, gt=0, description="event ids kept per incident (a total is always kept)")
     max_entities: int = Field(200, gt=0, description="distinct entity values kept per kind")
     update_retries: int = Field(10, ge=1, description="optimistic-concurrency retries before giving up")
+    cache_size: int = Field(
+        10_000,
+        gt=0,
+        description="recent incidents whose key and last written version the pipeline remembers "
+        "(a forgotten one costs a search or a read on its next alert)",
+    )
 
 
 class KibanaSettings(_Component):

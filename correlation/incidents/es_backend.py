@@ -8,7 +8,7 @@ from typing import Any
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
 from correlation.incidents.model import LEVEL_SCORE
-from correlation.incidents.store import IncidentFilter, VersionConflict
+from correlation.incidents.store import IncidentFilter, Version, VersionConflict
 
 MAPPINGS: dict[str, Any] = {
     "dynamic": True,
@@ -80,19 +80,21 @@ class ElasticsearchBackend:
             return None
         return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
 
-    def create(self, incident_id: str, doc: dict[str, Any]) -> None:
+    def create(self, incident_id: str, doc: dict[str, Any]) -> Version:
         try:
-            self.client.index(index=self.index, id=incident_id, document=doc, op_type="create",
-                              refresh=self.refresh)
+            resp = self.client.index(index=self.index, id=incident_id, document=doc, op_type="create",
+                                     refresh=self.refresh)
         except ConflictError as exc:
             raise VersionConflict(incident_id) from exc
+        return int(resp["_seq_no"]), int(resp["_primary_term"])
 
-    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None:
+    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version:
         try:
-            self.client.index(index=self.index, id=incident_id, document=doc, if_seq_no=seq_no,
-                              if_primary_term=primary_term, refresh=self.refresh)
+            resp = self.client.index(index=self.index, id=incident_id, document=doc, if_seq_no=seq_no,
+                                     if_primary_term=primary_term, refresh=self.refresh)
         except ConflictError as exc:
             raise VersionConflict(incident_id) from exc
+        return int(resp["_seq_no"]), int(resp["_primary_term"])
 
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]:
         try:

@@ -2,15 +2,21 @@
 painless), retried on version conflict, so the pipeline attaching alerts and a responder changing status
 never overwrite each other.
 
+The pipeline's store remembers the version it last wrote of each recent incident and writes the next change on
+top of it without reading first: a real-time GET of a document written since the last refresh makes
+Elasticsearch refresh the shard internally (a new Lucene segment per alert). If anyone else wrote meanwhile the
+write fails with a version conflict, and the store reads the current version and retries as before.
+
 The store talks to a small :class:`IncidentBackend`; :class:`ElasticsearchBackend` is the real one and
 :class:`MemoryBackend` (same semantics, including conflicts) serves unit tests.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from correlation.incidents.builder import Signal, attach, is_attachable, open_incident
 from correlation.incidents.model import ACTIVE, LEVEL_SCORE, Incident, Status
@@ -40,10 +46,13 @@ class Versioned:
     primary_term: int
 
 
+Version = tuple[int, int]  # (seq_no, primary_term) of a write
+
+
 class IncidentBackend(Protocol):
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None: ...
-    def create(self, incident_id: str, doc: dict[str, Any]) -> None: ...  # VersionConflict if it exists
-    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None: ...
+    def create(self, incident_id: str, doc: dict[str, Any]) -> Version: ...  # VersionConflict if it exists
+    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version: ...
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...  # near-real-time, like a search
     def sync(self) -> None: ...  # make every acknowledged write visible to ``find``
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
@@ -58,6 +67,41 @@ class StoreStats:
     attached: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    reads: int = 0  # GETs of an incident (the written-version cache saves one per attached alert)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RecentCache(Generic[K, V]):
+    """A dict that keeps the ``capacity`` most recently used entries: a long-running pipeline sees an unbounded
+    number of keys, and what it caches about them is only a shortcut (a miss costs one request)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass
@@ -68,13 +112,20 @@ class IncidentStore:
     stats: StoreStats = field(default_factory=StoreStats)
     # key -> incident id; only this process opens incidents for the keys routed to it, the cache saves a
     # search (near-real-time) per alert and closes the race between two alerts of one key.
-    _open_by_key: dict[str, str] = field(default_factory=dict)
+    _open_by_key: RecentCache[str, str] = field(init=False)
+    # incident id -> the version this store last wrote or read (see the module docstring).
+    _written: RecentCache[str, Versioned] = field(init=False)
     # Writes are not made searchable one by one (see ElasticsearchBackend), so before the first search after
     # taking over keys -- a new process, or a new partition assignment -- the incidents written by their previous
     # owner (acknowledged before it let go of the partitions) are made searchable once.
     _sync_before_search: bool = True
 
+    def __post_init__(self) -> None:
+        self._open_by_key = RecentCache(self.settings.cache_size)
+        self._written = RecentCache(self.settings.cache_size)
+
     def get(self, incident_id: str) -> Versioned | None:
+        self.stats.reads += 1
         found = self.backend.get(incident_id)
         if found is None:
             return None
@@ -82,18 +133,35 @@ class IncidentStore:
         return Versioned(Incident.from_doc(doc), seq_no, term)
 
     def update(self, incident_id: str, mutate: Mutation) -> Incident:
-        """Read, mutate, write with optimistic concurrency; retry on conflict."""
+        """Read (or take the version this store last wrote), mutate, write with optimistic concurrency; on a
+        conflict read again and retry."""
+        remembered = self._written.get(incident_id)
         for _ in range(self.settings.update_retries):
-            current = self.get(incident_id)
+            # A copy: the mutation changes the incident in place, and a failed write must not leave it changed.
+            cached = remembered is not None
+            current = (
+                Versioned(remembered.incident.model_copy(deep=True), remembered.seq_no, remembered.primary_term)
+                if remembered is not None
+                else self.get(incident_id)
+            )
+            remembered = None
             if current is None:
                 raise IndexingError("incident not found", doc_id=incident_id)
             if not mutate(current.incident):
+                if cached:
+                    continue  # decided on the remembered version: decide again on the current one
+                self._written.put(incident_id, current)
                 return current.incident
             try:
-                self.backend.replace(incident_id, current.incident.to_doc(), current.seq_no, current.primary_term)
-                return current.incident
+                seq_no, term = self.backend.replace(
+                    incident_id, current.incident.to_doc(), current.seq_no, current.primary_term
+                )
             except VersionConflict:
+                self._written.pop(incident_id)
                 self.stats.conflicts += 1
+                continue
+            self._written.put(incident_id, Versioned(current.incident, seq_no, term))
+            return current.incident
         raise IndexingError(f"gave up after {self.settings.update_retries} version conflicts", doc_id=incident_id)
 
     def record(self, signal: Signal) -> Incident:
@@ -105,19 +173,21 @@ class IncidentStore:
                 return attached
         incident = open_incident(signal, self.settings, self.clock_ms())
         try:
-            self.backend.create(incident.id, incident.to_doc())
+            seq_no, term = self.backend.create(incident.id, incident.to_doc())
             self.stats.created += 1
+            self._written.put(incident.id, Versioned(incident.model_copy(deep=True), seq_no, term))
         except VersionConflict:  # replay: this signal already opened it
             attached = self._attach(incident.id, signal)
             if attached is not None:
                 return attached
-        self._open_by_key[signal.key] = incident.id
+        self._open_by_key.put(signal.key, incident.id)
         return incident
 
     def _attach(self, incident_id: str, signal: Signal) -> Incident | None:
         outcome: dict[str, bool] = {}
 
         def mutate(incident: Incident) -> bool:
+            outcome.clear()  # may run more than once (conflicts, a remembered version)
             if not is_attachable(incident, signal, self.settings) and signal.alert_id not in incident.alert_ids:
                 outcome["refused"] = True
                 return False
@@ -128,22 +198,23 @@ class IncidentStore:
         try:
             incident = self.update(incident_id, mutate)
         except IndexingError:
-            self._open_by_key.pop(signal.key, None)
+            self._open_by_key.pop(signal.key)
             return None
         if outcome.get("refused"):
-            self._open_by_key.pop(signal.key, None)
+            self._open_by_key.pop(signal.key)
             return None
         if outcome.get("changed"):
             self.stats.attached += 1
         else:
             self.stats.duplicates += 1
-        self._open_by_key[signal.key] = incident_id
+        self._open_by_key.put(signal.key, incident_id)
         return incident
 
     def take_over(self) -> None:
         """The keys routed to this process changed (partition assignment): forget the cached open incidents (the
         previous owner may have changed them) and sync before the next search."""
         self._open_by_key.clear()
+        self._written.clear()
         self._sync_before_search = True
 
     def _find_open(self, signal: Signal) -> str | None:
@@ -205,18 +276,20 @@ class MemoryBackend:
         found = self.docs.get(incident_id)
         return (dict(found[0]), found[1], 1) if found else None
 
-    def create(self, incident_id: str, doc: dict[str, Any]) -> None:
+    def create(self, incident_id: str, doc: dict[str, Any]) -> Version:
         if incident_id in self.docs:
             raise VersionConflict(incident_id)
         self._seq += 1
         self.docs[incident_id] = (doc, self._seq)
+        return self._seq, 1
 
-    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> None:
+    def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version:
         current = self.docs.get(incident_id)
         if current is None or current[1] != seq_no or primary_term != 1:
             raise VersionConflict(incident_id)
         self._seq += 1
         self.docs[incident_id] = (doc, self._seq)
+        return self._seq, 1
 
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]:
         visible = self.docs if self._searchable is None else self._searchable

@@ -87,6 +87,30 @@ def test_incident_lifecycle_with_optimistic_concurrency(es):
     assert restarted.search(IncidentFilter(statuses=["resolved"])) == []
 
 
+def test_pipeline_writes_on_its_last_version_and_merges_a_responders_change(es):
+    # The correlate stage attaches alerts on top of the version it last wrote (no GET per alert: a real-time GET
+    # of an unrefreshed document refreshes the shard). A responder's write in between makes Elasticsearch refuse
+    # that write; the store then reads the current version and keeps both changes.
+    client, prefix = es
+    settings = IncidentSettings()
+    backend = ElasticsearchBackend(client, f"{prefix}-incidents", refresh=False)
+    backend.ensure_index()
+    pipeline = IncidentStore(backend, settings, lambda: T0)
+    first = pipeline.record(sig(alert_doc(1, T0), settings))
+    for n in (2, 3):
+        pipeline.record(sig(alert_doc(n, T0 + n * 1000), settings))
+    assert (pipeline.stats.reads, pipeline.stats.attached) == (0, 2)
+
+    responder = IncidentStore(ElasticsearchBackend(client, f"{prefix}-incidents"), settings, lambda: T0 + 5)
+    responder.update(first.id, mut(change_status, Status.ACKNOWLEDGED, "bob", "2025-01-01T12:00:05Z", "mine"))
+    merged = pipeline.record(sig(alert_doc(4, T0 + 4000), settings))
+    assert (pipeline.stats.conflicts, pipeline.stats.reads) == (1, 1)
+    stored = backend.get(first.id)
+    assert stored is not None
+    assert Incident.from_doc(stored[0]) == merged
+    assert (merged.alert_count, merged.status, [h.by for h in merged.history]) == (4, Status.ACKNOWLEDGED, ["bob"])
+
+
 def test_next_owner_finds_an_unrefreshed_incident(es):
     # The correlate stage writes incidents without a refresh; a process taking over the key right after the write
     # (well within the 1 s refresh interval) must still attach to it instead of opening a duplicate.

@@ -254,7 +254,7 @@ class FlakyBackend(MemoryBackend):
 
     def create(self, incident_id, doc):
         self._maybe_fail()
-        super().create(incident_id, doc)
+        return super().create(incident_id, doc)
 
     def find(self, flt):
         self._maybe_fail()

@@ -9,7 +9,7 @@ import pytest
 
 from correlation.incidents.builder import Signal, entity_kind, signal_from_alert, signal_from_match
 from correlation.incidents.model import Incident, Status, TransitionError, add_note, assign, change_status
-from correlation.incidents.store import IncidentFilter, IncidentStore, MemoryBackend, VersionConflict
+from correlation.incidents.store import IncidentFilter, IncidentStore, MemoryBackend, RecentCache, VersionConflict
 from correlation.windows.engine import CorrelationEngine
 from correlation.windows.router import CorrelationRouter
 from correlation.windows.rules import load_correlations_from_yaml
@@ -112,7 +112,7 @@ class ConflictOnce(MemoryBackend):
             stored, _ = self.docs[incident_id]
             responder = dict(stored, status="acknowledged", assignee="alice")
             MemoryBackend.replace(self, incident_id, responder, seq_no, primary_term)
-        MemoryBackend.replace(self, incident_id, doc, seq_no, primary_term)
+        return MemoryBackend.replace(self, incident_id, doc, seq_no, primary_term)
 
 
 def test_concurrent_update_retries_and_keeps_both_changes():
@@ -125,6 +125,54 @@ def test_concurrent_update_retries_and_keeps_both_changes():
     assert store.stats.conflicts == 1
     assert (merged.id, merged.alert_count, merged.status, merged.assignee) == (
         first.id, 2, Status.ACKNOWLEDGED, "alice")
+
+
+def test_attaching_writes_on_the_remembered_version_without_reading():
+    store, backend, settings = make_store()
+    first = store.record(sig(alert_doc(1, T0), settings))
+    for n in range(2, 6):
+        store.record(sig(alert_doc(n, T0 + n * 1000), settings))
+    stored = Incident.from_doc(backend.docs[first.id][0])
+    assert (stored.alert_count, store.stats.attached, store.stats.reads) == (5, 4, 0)
+    assert backend.docs[first.id][1] == 5  # one create and four replaces, each on the version before
+
+
+def test_a_refusal_decided_on_the_remembered_version_is_checked_against_the_current_one():
+    # Another owner of the key (before a rebalance) attached an alert at T0+50 min; this store still remembers
+    # the version with last_seen T0. At T0+70 min the remembered version says "outside the 60 min window",
+    # the current one says attach.
+    store, backend, settings = make_store(attach_window_s=3600)
+    first = store.record(sig(alert_doc(1, T0), settings))
+    other = IncidentStore(backend, settings, Clock())
+    other._open_by_key.put(first.key, first.id)
+    other.record(sig(alert_doc(2, T0 + 50 * 60_000), settings))
+    third = store.record(sig(alert_doc(3, T0 + 70 * 60_000), settings))
+    assert third.id == first.id and third.alert_ids == ["alert-1", "alert-2", "alert-3"]
+    assert store.stats.reads == 1 and len(backend.docs) == 1
+
+
+def test_remembered_keys_and_versions_are_bounded():
+    store, backend, settings = make_store(cache_size=2)
+    ips = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+    opened = [store.record(sig(alert_doc(n, T0, arn=f"arn:aws:iam::1:user/u{n}", ip=ip), settings))
+              for n, ip in enumerate(ips)]
+    assert len(store._open_by_key) == 2 and len(store._written) == 2
+    # the forgotten first key is found again by search, and its alert attaches (one read, nothing duplicated)
+    again = store.record(sig(alert_doc(9, T0 + 1000, arn="arn:aws:iam::1:user/u0", ip=ips[0]), settings))
+    assert again.id == opened[0].id and again.alert_count == 2 and len(backend.docs) == 3
+    assert store.stats.reads == 1
+
+
+def test_recent_cache_evicts_the_least_recently_used():
+    cache: RecentCache[str, int] = RecentCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)
+    assert (cache.get("b"), cache.get("a"), cache.get("c"), len(cache)) == (None, 1, 3, 2)
+    cache.pop("a")
+    cache.pop("missing")
+    assert len(cache) == 1
 
 
 def test_memory_backend_rejects_stale_write():
@@ -250,7 +298,7 @@ def test_take_over_forgets_cached_keys_and_syncs_before_the_next_search():
     assert backend.syncs == 1  # the first search of a new store
     # meanwhile another owner of the key's partition (before a rebalance gave it back) attached an alert
     other = IncidentStore(backend, settings, Clock())
-    other._open_by_key[first.key] = first.id
+    other._open_by_key.put(first.key, first.id)
     other.record(sig(alert_doc(2, T0 + 30_000), settings))
     store.take_over()
     third = store.record(sig(alert_doc(3, T0 + 60_000), settings))
