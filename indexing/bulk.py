@@ -132,6 +132,11 @@ class BulkSink:
         return len(self._buffer) + (len(self._in_flight[0]) if self._in_flight else 0)
 
     @property
+    def buffered(self) -> int:
+        """Documents waiting for a request (not counting the one in flight)."""
+        return len(self._buffer)
+
+    @property
     def blocked(self) -> bool:
         """True while the last attempt failed: the caller should stop fetching new records."""
         return self._failures > 0

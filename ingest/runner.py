@@ -83,6 +83,7 @@ class StageRunner:
         self._last_commit = clock()
         self._paused = False
         self._paused_for_failure = False
+        self._caught_up = False  # the last poll returned less than it could: nothing more was waiting in Kafka
         self.stats = RunnerStats()
         self._pending_gauge = metrics.BULK_PENDING.labels(name)
         self._assigned: set[Partition] = set()
@@ -108,12 +109,15 @@ class StageRunner:
             self.shutdown()
 
     def step(self) -> None:
-        if self._sink.full and not self._sink.blocked:
-            # Buffer full while Elasticsearch works on the request in flight: wait for its answer and hand over the
-            # next batch, instead of pausing the partitions and sleeping through a whole poll timeout.
+        caught_up = self._eager_flush and self._caught_up and self._sink.buffered > 0
+        if (self._sink.full or caught_up) and not self._sink.blocked:
+            # Elasticsearch works on the request in flight and documents wait behind it, either a full buffer or
+            # the last of a burst (the stage has caught up): wait for its answer and hand over the next batch,
+            # instead of sleeping through a whole poll timeout (paused partitions, or nothing left to fetch).
+            # Measured: the last batch of a burst waited ~0.4 s of the 0.5 s poll timeout.
             self._sink.wait(self._poll_timeout_ms / 1000)
-            if self._sink.due():
-                self._flush_once()
+            if self._sink.due(caught_up):
+                self._flush_once(eager=caught_up)
         self._apply_backpressure()
         # Always the full poll timeout: kafka-python completes a group rebalance inside poll, and short polls
         # that return mid-rebalance (tried: 0 ms while paused, 20 ms while documents wait) stalled the stage in the
@@ -132,7 +136,8 @@ class StageRunner:
             self._pending_gauge.set(self._sink.pending)
         # A short poll means the stage has caught up with its partitions: send what is buffered now rather than
         # when the batch is full or old (latency), as soon as no request is in flight.
-        eager = self._eager_flush and len(records) < self._poll_max_records
+        self._caught_up = len(records) < self._poll_max_records
+        eager = self._eager_flush and self._caught_up
         if self._sink.due(eager):
             self._flush_once(eager=eager)
         if self._clock() - self._last_commit >= self._commit_interval_s:

@@ -233,3 +233,34 @@ def test_long_poll_batches_hand_documents_over_while_they_are_handled():
     # One poll of 600 records: a request went out every HANDOFF_EVERY records, not once at the end (Elasticsearch
     # gets work while the stage is still parsing).
     assert transport.requests == 600 // HANDOFF_EVERY and len(transport.indexed) == 600
+
+
+class GatedTransport(FakeTransport):
+    """Holds the first request until ``release`` is set: Elasticsearch busy with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def send(self, lines):
+        if self.requests == 0:
+            self.release.wait(5)
+        return super().send(lines)
+
+
+def test_caught_up_stage_hands_the_last_documents_over_when_the_request_in_flight_ends():
+    # A burst ends while a request is in flight: the documents handled after it must go out as soon as that request
+    # is answered, not after the next poll has waited out its timeout with nothing to fetch (the fake consumer
+    # returns at once, so without the hand-off they would still be buffered after the step).
+    transport = GatedTransport()
+    runner, consumer, _, _ = _build([_good(i) for i in range(8)], transport, background=True, poll_timeout_ms=2000)
+    runner.step()  # a full poll of 5: sent at once, held by Elasticsearch
+    runner.step()  # a short poll of 3 (caught up): they wait behind the request in flight
+    assert (runner.sink.pending, runner.sink.buffered) == (8, 3)  # 5 in flight, 3 waiting
+    threading.Timer(0.05, transport.release.set).start()
+    runner.step()
+    assert runner.sink.buffered == 0, "handed over as soon as the request in flight was answered"
+    runner.sink.wait(5)
+    runner.step()
+    assert len(transport.indexed) == 8 and consumer.committed == {("raw", 0): 8}
+    runner.sink.close()
