@@ -31,6 +31,7 @@ class RecordConsumer(Protocol):
     def resume_all(self) -> None: ...
     def commit(self, positions: dict[Partition, int]) -> None: ...
     def assignment(self) -> set[Partition]: ...
+    def lag(self) -> dict[Partition, int]: ...  # records behind the partition end, where the end is known
     def close(self) -> None: ...
 
 
@@ -105,6 +106,7 @@ class KafkaRecordConsumer:
         for topic in topics:
             self._consumer.partitions_for_topic(topic)
         self._on_revoked = on_revoked
+        self._next_offsets: dict[TopicPartition, int] = {}  # per partition: the offset after the last one polled
         self._revoked: list[set[Partition]] = []
         self._revoked_lock = threading.Lock()
         self._consumer.subscribe(topics=topics, listener=_Listener(self._note_revoked, on_assigned))
@@ -127,7 +129,9 @@ class KafkaRecordConsumer:
         # Before the new batch is tracked: drain and commit what the revoked partitions delivered, then forget them.
         self._handle_revoked()
         records: list[SourceRecord] = []
-        for batch in batches.values():
+        for tp, batch in batches.items():
+            if batch:
+                self._next_offsets[tp] = batch[-1].offset + 1
             for message in batch:
                 records.append(
                     SourceRecord(
@@ -157,6 +161,29 @@ class KafkaRecordConsumer:
 
     def assignment(self) -> set[Partition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def lag(self) -> dict[Partition, int]:
+        """Per assigned partition: its end (the highwater offset of the last fetch response, no extra request)
+        minus the offset after the last record polled. A partition not polled from yet uses the consumer's
+        position, without waiting for one; a partition not fetched yet has no known end and is left out."""
+        assigned = self._consumer.assignment()
+        for tp in [tp for tp in self._next_offsets if tp not in assigned]:
+            del self._next_offsets[tp]
+        lags: dict[Partition, int] = {}
+        for tp in assigned:
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            position = self._next_offsets.get(tp)
+            if position is None:
+                try:
+                    position = self._consumer.position(tp, timeout_ms=0)
+                except Exception:  # noqa: BLE001 - no position yet (being reset): no figure this time
+                    position = None
+                if position is None:
+                    continue
+            lags[(tp.topic, tp.partition)] = max(0, int(end) - int(position))
+        return lags
 
     def end_offsets(self, partitions: set[Partition]) -> dict[Partition, int]:
         tps = [TopicPartition(t, p) for t, p in partitions]

@@ -84,6 +84,7 @@ class StageRunner:
         self._paused = False
         self._paused_for_failure = False
         self._caught_up = False  # the last poll returned less than it could: nothing more was waiting in Kafka
+        self._lag_reported: dict[Partition, int] = {}
         self.stats = RunnerStats()
         self._pending_gauge = metrics.BULK_PENDING.labels(name)
         self._assigned: set[Partition] = set()
@@ -142,6 +143,7 @@ class StageRunner:
             self._flush_once(eager=eager)
         if self._clock() - self._last_commit >= self._commit_interval_s:
             self._commit()
+            self._report_lag()
 
     def _apply_backpressure(self) -> None:
         stop_fetching = self._sink.blocked or self._sink.full
@@ -247,6 +249,26 @@ class StageRunner:
         self.stats.committed_batches += 1
         self.stats.last_commit_at = time.time()
 
+    def _report_lag(self) -> None:
+        """Consumer lag per partition, as often as offsets are committed (a dict walk, no request)."""
+        try:
+            lags = self._consumer.lag()
+        except Exception:  # noqa: BLE001 - a metric must never stop the stage
+            log.debug("consumer lag unavailable", exc_info=True)
+            return
+        for (topic, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels(self.name, topic, str(partition)).set(lag)
+        self._lag_reported.update(lags)
+
+    def _forget_lag(self, partitions: set[Partition]) -> None:
+        """Revoked partitions are another member's now: their last figure would go stale in /metrics."""
+        for topic, partition in partitions & self._lag_reported.keys():
+            del self._lag_reported[(topic, partition)]
+            try:
+                metrics.CONSUMER_LAG.remove(self.name, topic, str(partition))
+            except KeyError:
+                pass
+
     def drain(self, deadline: float) -> bool:
         """Flush until nothing is pending or the deadline passes; True if everything was delivered."""
         while self._sink.pending and self._clock() < deadline:
@@ -265,6 +287,7 @@ class StageRunner:
             log.exception("commit on revoke failed")
         for topic, partition in partitions:
             self._tracker.forget(topic, partition)
+        self._forget_lag(partitions)
 
     def shutdown(self) -> None:
         """Stop fetching, deliver what is buffered (bounded), commit exactly what was delivered, close."""

@@ -4,11 +4,14 @@ with deterministic ids, offsets committed only after the bulk items are acknowle
 from __future__ import annotations
 
 import gzip
+import socket
+import urllib.request
 from typing import Any
 
 import orjson
 import pytest
 from elasticsearch import Elasticsearch
+from prometheus_client.parser import text_string_to_metric_families
 
 from stack.services import LocalStack
 from tests.integration.pipeline_support import (
@@ -172,5 +175,78 @@ def test_poison_records_go_to_the_dlq_with_reasons_and_good_ones_are_indexed(loc
         # the JSON list of strings yields one wrong_shape entry per element (index_in_record says which)
         assert {"decode_error", "invalid_json", "wrong_shape", "oversize", "too_deep"} <= error_types, by_message
         assert sum(committed_offsets(settings, settings.kafka.detect_group_id, topic).values()) == len(interleaved)
+    finally:
+        cleanup(es, settings)
+
+
+ADMIN_POLICY_RULE_ID = "0f6c7d1e-3a52-4f0e-9b1c-5d2e8a7b6c41"  # aws_iam_policy_attached_admin.yml, level high
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics over HTTP, as Prometheus reads it: (sample name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_metrics_endpoint_reports_what_both_stages_did(local_stack: LocalStack) -> None:
+    settings = isolated_settings(metrics_port=free_port())
+    es = Elasticsearch(hosts=[local_stack.elasticsearch_url])
+    topic = topic_of(settings, "cloudtrail")
+    admin = {
+        **CLOUDTRAIL,
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "AttachUserPolicy",
+        "eventType": "AwsApiCall",
+        "requestParameters": {"userName": "bob", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        "responseElements": None,
+        "eventID": "metrics-admin-1",
+    }
+    quiet = [orjson.dumps({**CLOUDTRAIL, "eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com",
+                           "eventType": "AwsApiCall", "eventID": f"metrics-{i}"}) for i in range(10)]
+    records = [*quiet, orjson.dumps(admin), b'{"eventVersion": "1.08", "truncated']
+
+    def delta(after: dict[Any, float], before: dict[Any, float], name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    try:
+        with running_service(settings, stages=("detect", "correlate")) as service:
+            assert service.health is not None
+            port = service.health.port
+            before = scrape(port)
+            produce(settings, topic, records)
+            assert wait_for(lambda: delta(scrape(port), before, "siem_incidents_total", action="recorded") >= 1), (
+                f"the high-level alert never reached the incident store: {service.health_report()}"
+            )
+            assert wait_for(
+                lambda: delta(scrape(port), before, "siem_documents_emitted_total", stage="detect", kind="event") == 11
+            )
+            assert wait_for(lambda: scrape(port).get(("siem_consumer_lag", (("partition", "0"), ("stage", "detect"),
+                                                                             ("topic", topic)))) == 0)
+            after = scrape(port)
+        detect = {"stage": "detect", "source": "cloudtrail"}
+        assert delta(after, before, "siem_records_received_total", **detect) == len(records)
+        assert delta(after, before, "siem_dlq_total", **detect, error_type="invalid_json") == 1
+        assert delta(after, before, "siem_documents_emitted_total", stage="detect", kind="alert") >= 1
+        assert delta(after, before, "siem_documents_emitted_total", stage="detect", kind="dlq") == 1
+        assert delta(after, before, "siem_alerts_total", rule_id=ADMIN_POLICY_RULE_ID) == 1
+        assert delta(after, before, "siem_records_received_total", stage="correlate", source="correlation") >= 1
+        assert delta(after, before, "siem_bulk_latency_seconds_count") >= 1
+        lag_partitions = {dict(labels)["partition"] for (name, labels) in after if name == "siem_consumer_lag"
+                          and dict(labels)["stage"] == "detect" and dict(labels)["topic"] == topic}
+        assert lag_partitions == {"0", "1"}, "every assigned raw partition reports its lag"
+        assert ("siem_correlation_state_keys", ()) in after
+        assert ("siem_sink_blocked", (("stage", "detect"),)) in after
     finally:
         cleanup(es, settings)

@@ -42,6 +42,9 @@ class FakeConsumer:
     def assignment(self) -> set[tuple[str, int]]:
         return {("raw", 0)}
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {("raw", 0): len(self.queue)}  # the records not polled yet
+
     def close(self) -> None:
         self.closed = True
 

@@ -264,3 +264,20 @@ def test_caught_up_stage_hands_the_last_documents_over_when_the_request_in_fligh
     runner.step()
     assert len(transport.indexed) == 8 and consumer.committed == {("raw", 0): 8}
     runner.sink.close()
+
+
+def test_consumer_lag_is_reported_per_partition_and_dropped_on_revoke():
+    from prometheus_client import REGISTRY
+
+    def lag() -> float | None:
+        return REGISTRY.get_sample_value("siem_consumer_lag", {"stage": "detect", "topic": "raw", "partition": "0"})
+
+    transport = FakeTransport()
+    runner, consumer, _, _ = _build([_good(i) for i in range(8)], transport)
+    runner.step()  # 5 of 8 polled
+    assert lag() == 3
+    runner.step()
+    assert lag() == 0
+    assert consumer.on_revoked is not None
+    consumer.on_revoked({("raw", 0)})
+    assert lag() is None, "a revoked partition's figure must not linger"
