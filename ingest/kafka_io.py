@@ -193,6 +193,27 @@ class KafkaRecordConsumer:
         self._consumer.close(autocommit=False)
 
 
+class KafkaEndOffsets:
+    """End offsets of every partition of some topics, from a consumer outside any group (it never joins or
+    commits, so the pipeline's groups do not rebalance because of it). One thread at a time."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._consumer = KafkaConsumer(**settings.client_options(), enable_auto_commit=False)
+
+    def __call__(self, topics: list[str]) -> dict[Partition, int]:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return {}
+        return {(tp.topic, tp.partition): int(end) for tp, end in self._consumer.end_offsets(partitions).items()}
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
 def read_rebuild_range(
     settings: KafkaSettings,
     group_id: str,

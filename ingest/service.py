@@ -24,8 +24,17 @@ from indexing.templates import install_templates
 from ingest.detect import DetectStage
 from ingest.detector import SigmaDetector
 from ingest.health import HealthServer
-from ingest.kafka_io import KafkaMessageProducer, KafkaRecordConsumer, Partition, ensure_topics, pipeline_topics
+from ingest.jobs import JobScheduler, service_jobs
+from ingest.kafka_io import (
+    KafkaEndOffsets,
+    KafkaMessageProducer,
+    KafkaRecordConsumer,
+    Partition,
+    ensure_topics,
+    pipeline_topics,
+)
 from ingest.runner import StageRunner
+from ingest.silence import SilentSourceWatcher
 from parsers.registry import build_parsers, parsers_for_topics
 from siem.config import Settings
 from siem.errors import ConfigError
@@ -108,6 +117,8 @@ class Service:
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     health: HealthServer | None = None
+    jobs: JobScheduler = field(default_factory=lambda: JobScheduler([]))
+    closers: list[Callable[[], None]] = field(default_factory=list)  # after the stages: job-owned clients
     started_at: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
 
@@ -124,6 +135,7 @@ class Service:
                     "`siem run` running? Stop it, or set SIEM_PIPELINE__METRICS_PORT (0 disables /metrics)."
                 ) from None
             self.health.start()
+        self.jobs.start()
         for runner in self.runners:
             thread = threading.Thread(target=self._run_stage, args=(runner,), name=f"stage-{runner.name}")
             thread.start()
@@ -140,8 +152,15 @@ class Service:
     def stop(self, timeout_s: float | None = None) -> None:
         self.stop_event.set()
         deadline = time.monotonic() + (timeout_s or self.settings.pipeline.shutdown_timeout_s + 15)
+        self.jobs.stop()  # waits for a job that is running (they are short and bounded)
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for close in self.closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - shutting down: report and go on
+                log.exception("closing a job client failed")
+        self.closers.clear()
         if self.health:
             self.health.stop()
 
@@ -181,10 +200,21 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
     rules = RuleSetHolder.from_settings(settings.rules)
     correlations = compile_correlations(rules)
     runners: list[StageRunner] = []
+    closers: list[Callable[[], None]] = []
+    silence: SilentSourceWatcher | None = None
     if "detect" in stages:
-        runners.append(build_detect_runner(settings, rules, correlations, client))
+        detect = build_detect_runner(settings, rules, correlations, client)
+        runners.append(detect)
+        if settings.pipeline.silent_sources:
+            end_offsets = KafkaEndOffsets(settings.kafka)
+            producer = KafkaMessageProducer(settings.kafka)
+            closers += [end_offsets.close, producer.close]
+            silence = SilentSourceWatcher(
+                settings, end_offsets, lambda partition: partition in detect.assignment(), client, producer
+            )
     if "correlate" in stages:
         from ingest.correlate import build_correlate_runner
 
         runners.append(build_correlate_runner(settings, correlations, client))
-    return Service(settings, runners, client)
+    jobs = JobScheduler(service_jobs(settings, client, rules if "detect" in stages else None, silence))
+    return Service(settings, runners, client, jobs=jobs, closers=closers)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from siem.errors import ConfigError
@@ -184,6 +184,19 @@ class PipelineSettings(_Component):
     shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful shutdown: max time to flush and commit")
     metrics_host: str = Field("127.0.0.1", description="address of /metrics and /healthz (0.0.0.0 in containers)")
     metrics_port: int = Field(19464, ge=0, le=65535, description="Prometheus /metrics and /healthz; 0 disables")
+    retention_interval_s: float = Field(
+        3600.0, ge=0, description="how often daily indices older than elasticsearch.retention_days are deleted "
+        "(also once at start); 0 disables the job"
+    )
+    silent_sources: dict[str, float] = Field(
+        default_factory=dict,
+        description='minutes without a new record on a source\'s raw topics before a silent-source alert, e.g. '
+        '{"cloudtrail": 30} (sources as in kafka.raw_topics); empty: no source is watched',
+    )
+    silent_check_interval_s: float = Field(60.0, gt=0, description="how often the silent-source check runs")
+    silent_alert_level: Literal["informational", "low", "medium", "high", "critical"] = Field(
+        "high", description="level of silent-source alerts (at rules.alert_incident_level or above: an incident)"
+    )
 
 
 class RulesSettings(_Component):
@@ -192,6 +205,9 @@ class RulesSettings(_Component):
     directories: list[Path] = Field(default_factory=lambda: [PROJECT_ROOT / "sigma_rules"])
     placeholders: dict[str, list[str]] = Field(default_factory=dict, description="values for |expand")
     alert_incident_level: Literal["informational", "low", "medium", "high", "critical"] = "high"
+    reload_interval_s: float = Field(
+        30.0, ge=0, description="how often the rule directories are checked for changes (hot reload); 0 disables"
+    )
 
 
 class StackSettings(_Component):
@@ -263,8 +279,10 @@ class IncidentSettings(_Component):
             "kubernetes.audit.user.username",
             "user.name",
             "source.ip",
+            "siem.silent_source",
         ],
-        description="entity fields, in priority order, whose first present value keys a single-alert incident",
+        description="entity fields, in priority order, whose first present value keys a single-alert incident "
+        "(siem.silent_source: the log source of a silent-source alert)",
     )
     correlation_key: Literal["group_by", "entity"] = Field(
         "group_by", description="key correlation incidents by the group-by values or by the first entity field"
@@ -310,6 +328,19 @@ class Settings(BaseSettings):
     correlation: CorrelationSettings = Field(default_factory=CorrelationSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     kibana: KibanaSettings = Field(default_factory=KibanaSettings)
+
+    @model_validator(mode="after")
+    def _silent_sources_exist(self) -> Settings:
+        # A typo ("cloudtrial") would watch nothing and never alert: refuse it at start instead.
+        known = set(self.kafka.raw_topics.values())
+        for source, minutes in self.pipeline.silent_sources.items():
+            if source not in known:
+                raise ValueError(
+                    f"pipeline.silent_sources: {source!r} is not a source of kafka.raw_topics ({sorted(known)})"
+                )
+            if minutes <= 0:
+                raise ValueError(f"pipeline.silent_sources: {source!r} needs a positive number of minutes")
+        return self
 
     @classmethod
     def settings_customise_sources(
