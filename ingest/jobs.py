@@ -1,17 +1,14 @@
-"""The service's scheduled jobs (apscheduler, one background scheduler per process): index retention, rule hot
-reload and silent-source detection. (The correlation timer has its own scheduler, with the correlate stage.)
+"""The service's scheduled jobs (one background scheduler per process): index retention, rule hot reload and
+silent-source detection. (The correlation timer runs with the correlate stage, on the same kind of scheduler.)
 
-Every job is guarded: a failing run is logged and counted, and the next run tries again; a job never stops the
-stages. Each job runs at most once at a time.
+A failing run is logged and counted in ``siem_failures_total{stage="jobs"}``; the next run tries again, and a job
+never stops the stages.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from elasticsearch import Elasticsearch
 
 from correlation.detection.engine import RuleSetHolder
@@ -19,27 +16,14 @@ from indexing.retention import delete_expired
 from ingest import metrics
 from ingest.silence import SilentSourceWatcher
 from siem.config import Settings
+from siem.scheduling import Job, JobScheduler
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Job:
-    name: str
-    run: Callable[[], object]
-    interval_s: float
-    at_start: bool = False  # also once right away (retention: a pipeline restarted daily still cleans up)
-
-
-def guarded(job: Job) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            job.run()
-        except Exception as exc:  # noqa: BLE001 - e.g. Elasticsearch unreachable: the next run retries
-            log.warning("scheduled job %s failed: %s: %s", job.name, type(exc).__name__, exc)
-            metrics.FAILED.labels("jobs", job.name, "job_error").inc()
-
-    return run
+def count_failure(name: str, exc: Exception) -> None:
+    log.warning("scheduled job %s failed: %s: %s", name, type(exc).__name__, exc)
+    metrics.FAILED.labels("jobs", name, "job_error").inc()
 
 
 def reload_rules(rules: RuleSetHolder, settings: Settings) -> bool:
@@ -77,24 +61,5 @@ def service_jobs(
     return jobs
 
 
-class JobScheduler:
-    def __init__(self, jobs: list[Job]) -> None:
-        self.jobs = jobs
-        self._scheduler: BackgroundScheduler | None = None
-
-    def start(self) -> None:
-        if not self.jobs:
-            return
-        scheduler = BackgroundScheduler(timezone="UTC")
-        for job in self.jobs:
-            scheduler.add_job(guarded(job), "interval", seconds=job.interval_s, id=job.name, max_instances=1,
-                              coalesce=True)
-            if job.at_start:
-                scheduler.add_job(guarded(job), id=f"{job.name}-at-start", max_instances=1)
-        scheduler.start()
-        self._scheduler = scheduler
-
-    def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+def service_scheduler(jobs: list[Job]) -> JobScheduler:
+    return JobScheduler(jobs, on_failure=count_failure)

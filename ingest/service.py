@@ -24,7 +24,7 @@ from indexing.templates import install_templates
 from ingest.detect import DetectStage
 from ingest.detector import SigmaDetector
 from ingest.health import HealthServer
-from ingest.jobs import JobScheduler, service_jobs
+from ingest.jobs import service_jobs, service_scheduler
 from ingest.kafka_io import (
     KafkaEndOffsets,
     KafkaMessageProducer,
@@ -38,6 +38,7 @@ from ingest.silence import SilentSourceWatcher
 from parsers.registry import build_parsers, parsers_for_topics
 from siem.config import Settings
 from siem.errors import ConfigError
+from siem.scheduling import JobScheduler
 
 log = logging.getLogger(__name__)
 
@@ -216,5 +217,5 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
         from ingest.correlate import build_correlate_runner
 
         runners.append(build_correlate_runner(settings, correlations, client))
-    jobs = JobScheduler(service_jobs(settings, client, rules if "detect" in stages else None, silence))
+    jobs = service_scheduler(service_jobs(settings, client, rules if "detect" in stages else None, silence))
     return Service(settings, runners, client, jobs=jobs, closers=closers)

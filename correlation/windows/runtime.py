@@ -9,11 +9,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from correlation.windows.clock import Clock, SystemClock
 from correlation.windows.engine import CorrelationEngine
 from correlation.windows.messages import CorrelationMatch
+from siem.scheduling import Job, JobScheduler
 
 MatchSink = Callable[[list[CorrelationMatch]], None]
 
@@ -32,7 +31,7 @@ class CorrelationTimer:
         self.interval_s = interval_s
         self.clock = clock or SystemClock()
         self.lock = lock or threading.Lock()
-        self._scheduler: BackgroundScheduler | None = None
+        self._scheduler = JobScheduler([Job("correlation-timer", self.tick, interval_s)])
 
     def tick(self) -> list[CorrelationMatch]:
         """One timer run (also what tests call directly)."""
@@ -43,13 +42,7 @@ class CorrelationTimer:
         return matches
 
     def start(self) -> None:
-        scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(self.tick, "interval", seconds=self.interval_s, id="correlation-timer",
-                          max_instances=1, coalesce=True)
-        scheduler.start()
-        self._scheduler = scheduler
+        self._scheduler.start()
 
     def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        self._scheduler.stop()

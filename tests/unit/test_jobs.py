@@ -17,11 +17,12 @@ from correlation.detection.engine import RuleSetHolder
 from correlation.incidents.builder import signal_from_alert
 from indexing.retention import expired_indices
 from ingest.alert_messages import IncidentAlert, decode
-from ingest.jobs import Job, JobScheduler, reload_rules
+from ingest.jobs import reload_rules, service_scheduler
 from ingest.silence import RULE_ID, SilentSourceWatcher
 from parsers.base import ParsedEvent
 from siem.config import IncidentSettings, PipelineSettings, RulesSettings, Settings, load_settings
 from siem.errors import ConfigError
+from siem.scheduling import Job
 from tests.unit.runtime_fakes import FakeProducer
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -237,7 +238,7 @@ def test_a_failing_job_is_counted_and_does_not_stop_the_others():
         return REGISTRY.get_sample_value("siem_failures_total", labels) or 0.0
 
     before = failures()
-    scheduler = JobScheduler([Job("flaky", failing, 0.05, at_start=True), Job("steady", working, 0.05)])
+    scheduler = service_scheduler([Job("flaky", failing, 0.05, at_start=True), Job("steady", working, 0.05)])
     scheduler.start()
     try:
         assert ran.wait(10), "the working job keeps running"
