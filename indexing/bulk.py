@@ -61,6 +61,7 @@ class FlushReport:
     delivered: list[BulkAction] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     retrying: int = 0
+    throttled: int = 0  # items Elasticsearch answered with a retryable status (429/5xx): requeued
     request_error: str | None = None
     latency_s: float | None = None
 
@@ -225,6 +226,7 @@ class BulkSink:
             else:
                 report.rejected.append(Rejection(action, item.status, item.error_type or "unknown", item.reason or ""))
         if retry:
+            report.throttled = len(retry)
             self._requeue(retry)
             self._note_failure(f"{len(retry)} items rejected with a retryable status")
         else:

@@ -302,7 +302,9 @@ class CorrelateStage:
         self._append_dlq(outputs, record, entry)
 
     def _append_dlq(self, outputs: RecordOutputs, record: SourceRecord, entry: DlqEntry) -> None:
-        metrics.DLQ.labels(STAGE, SOURCE, entry.document["dlq"]["error_type"]).inc()
+        error_type = entry.document["dlq"]["error_type"]
+        metrics.DLQ.labels(STAGE, SOURCE, error_type).inc()
+        metrics.FAILED.labels(STAGE, SOURCE, error_type).inc()
         token = Token(record.topic, record.partition, record.offset, "dlq", SOURCE)
         outputs.actions.append(
             BulkAction(self._settings.elasticsearch.dlq_index, entry.doc_id, entry.to_bytes(), token)

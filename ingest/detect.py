@@ -176,6 +176,7 @@ class DetectStage:
     def _dead_letter(self, outputs: RecordOutputs, record: SourceRecord, source: str, entry: DlqEntry) -> None:
         error_type = entry.document["dlq"]["error_type"]
         metrics.DLQ.labels("detect", source, error_type).inc()
+        metrics.FAILED.labels("detect", source, error_type).inc()
         body = entry.to_bytes()
         _index_action(outputs, record, source, "dlq", self._es.dlq_index, entry.doc_id, body)
         outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), body))

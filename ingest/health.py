@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -52,3 +54,51 @@ class HealthServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass
+class Reachability:
+    ok: bool | None = None  # None: not checked yet
+    error: str | None = None
+    checked_at: float | None = None  # time.monotonic() of the last check
+
+    def report(self, now: float) -> dict[str, Any]:
+        age = None if self.checked_at is None else round(now - self.checked_at, 1)
+        return {"reachable": self.ok, "error": self.error, "checked_s_ago": age}
+
+
+class ConnectivityProbe:
+    """Kafka and Elasticsearch reachability for /healthz, checked by a scheduled job (never by the request
+    itself: a scrape must answer at once, and a stalled broker would stall it).
+
+    Kafka: the end offset of one pipeline partition, asked with a bounded timeout by a consumer outside any group
+    (a metadata refresh in kafka-python can block without one). Elasticsearch: a ping. Either also fails on
+    authentication or TLS problems, which a plain port check would not see.
+    """
+
+    def __init__(
+        self,
+        kafka_probe: Callable[[], None],
+        es_probe: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kafka_probe = kafka_probe
+        self._es_probe = es_probe
+        self._clock = clock
+        self.kafka = Reachability()
+        self.elasticsearch = Reachability()
+
+    def check(self) -> None:
+        self.kafka = self._run(self._kafka_probe)
+        self.elasticsearch = self._run(self._es_ping)
+
+    def _es_ping(self) -> None:
+        if not self._es_probe():
+            raise ConnectionError("ping failed")
+
+    def _run(self, probe: Callable[[], None]) -> Reachability:
+        try:
+            probe()
+        except Exception as exc:  # noqa: BLE001 - whatever the reason, the service is not reachable
+            return Reachability(False, f"{type(exc).__name__}: {exc}"[:300], self._clock())
+        return Reachability(True, None, self._clock())

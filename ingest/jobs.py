@@ -1,5 +1,6 @@
-"""The service's scheduled jobs (one background scheduler per process): index retention, rule hot reload and
-silent-source detection. (The correlation timer runs with the correlate stage, on the same kind of scheduler.)
+"""The service's scheduled jobs (one background scheduler per process): the /healthz reachability probe, index
+retention, rule hot reload and silent-source detection. (The correlation timer runs with the correlate stage, on
+the same kind of scheduler.)
 
 A failing run is logged and counted in ``siem_failures_total{stage="jobs"}``; the next run tries again, and a job
 never stops the stages.
@@ -14,6 +15,7 @@ from elasticsearch import Elasticsearch
 from correlation.detection.engine import RuleSetHolder
 from indexing.retention import delete_expired
 from ingest import metrics
+from ingest.health import ConnectivityProbe
 from ingest.silence import SilentSourceWatcher
 from siem.config import Settings
 from siem.scheduling import Job, JobScheduler
@@ -45,10 +47,13 @@ def service_jobs(
     client: Elasticsearch,
     rules: RuleSetHolder | None,
     silence: SilentSourceWatcher | None,
+    probe: ConnectivityProbe | None = None,
 ) -> list[Job]:
-    """The jobs a process runs: retention always (when enabled), rule reload with a detect stage, the silent-source
-    check with a detect stage and sources to watch."""
+    """The jobs a process runs: the /healthz reachability probe, retention (when enabled), rule reload with a
+    detect stage, the silent-source check with a detect stage and sources to watch."""
     jobs: list[Job] = []
+    if probe is not None:
+        jobs.append(Job("health_probe", probe.check, settings.pipeline.health_probe_interval_s, at_start=True))
     if settings.pipeline.retention_interval_s > 0:
         jobs.append(
             Job("retention", lambda: delete_expired(client, settings.elasticsearch),

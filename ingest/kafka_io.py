@@ -214,6 +214,30 @@ class KafkaEndOffsets:
         self._consumer.close(autocommit=False)
 
 
+class KafkaReachability:
+    """Asks the broker for one partition's end offset, bounded by ``timeout_s`` (the /healthz probe)."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, timeout_s: float = 5.0) -> None:
+        self._settings = settings
+        self._partition = TopicPartition(topic, 0)
+        self._timeout_ms = int(timeout_s * 1000)
+        self._consumer: KafkaConsumer | None = None
+
+    def __call__(self) -> None:
+        if self._consumer is None:  # built on first use, on the probing thread (a consumer is single-threaded)
+            self._consumer = KafkaConsumer(
+                **self._settings.client_options(),
+                enable_auto_commit=False,
+                request_timeout_ms=self._timeout_ms,
+                fetch_max_wait_ms=min(100, self._timeout_ms // 2),
+            )
+        self._consumer.end_offsets([self._partition], timeout_ms=self._timeout_ms)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+
+
 def read_rebuild_range(
     settings: KafkaSettings,
     group_id: str,

@@ -8,6 +8,9 @@ from prometheus_client import Counter, Gauge, Histogram
 RECEIVED = Counter("siem_records_received_total", "Kafka records received", ["stage", "source"])
 EMITTED = Counter("siem_documents_emitted_total", "Documents acknowledged by Elasticsearch", ["stage", "kind"])
 DROPPED = Counter("siem_records_dropped_total", "Records or events deliberately dropped", ["stage", "source", "reason"])
+# error_type: the DLQ error types (parse and shape failures), mapping_error (Elasticsearch refused a document),
+# es_unavailable (a bulk request failed), es_retryable_item (an item answered 429/5xx, retried), produce_pending /
+# produce_error, commit_error, incident_retry / incident_error, job_error. Whole-request failures have source "all".
 FAILED = Counter("siem_failures_total", "Failures by error type", ["stage", "source", "error_type"])
 DLQ = Counter("siem_dlq_total", "Entries sent to the dead-letter queue", ["stage", "source", "error_type"])
 ALERTS = Counter("siem_alerts_total", "Alerts produced per rule", ["rule_id"])

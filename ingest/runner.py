@@ -20,12 +20,13 @@ from typing import Protocol
 from indexing.bulk import BulkAction, BulkSink, FlushReport
 from ingest import metrics
 from ingest.detect import RecordOutputs, Token
-from ingest.kafka_io import FlushTimeout, MessageProducer, Partition, RecordConsumer
+from ingest.kafka_io import FlushTimeout, MessageProducer, Partition, ProduceFailed, RecordConsumer
 from ingest.offsets import OffsetTracker
 from parsers.base import SourceRecord
 
 log = logging.getLogger(__name__)
 
+ALL_SOURCES = "all"  # source label of failures that concern a whole request or commit, not one log source
 HANDOFF_EVERY = 100  # records handled between two looks at the request in flight (eager flushing)
 
 
@@ -183,6 +184,9 @@ class StageRunner:
             metrics.BULK_LATENCY.observe(report.latency_s)
         if report.request_error:
             log.warning("bulk request failed, will retry: %s", report.request_error)
+            metrics.FAILED.labels(self.name, ALL_SOURCES, "es_unavailable").inc()
+        if report.throttled:
+            metrics.FAILED.labels(self.name, ALL_SOURCES, "es_retryable_item").inc(report.throttled)
         if report.delivered:
             self._acknowledge(report.delivered)
         for rejection in report.rejected:
@@ -236,13 +240,18 @@ class StageRunner:
             self._producer.flush(timeout_s=self._shutdown_timeout_s)
         except FlushTimeout as exc:
             log.warning("produced messages still pending, commit postponed: %s", exc)
+            metrics.FAILED.labels(self.name, ALL_SOURCES, "produce_pending").inc()
             return
+        except ProduceFailed:
+            metrics.FAILED.labels(self.name, ALL_SOURCES, "produce_error").inc()
+            raise
         try:
             self._consumer.commit(positions)
         except Exception as exc:  # noqa: BLE001 - e.g. the broker restarted and the group moved on
             # Not fatal: nothing is marked committed, so the next commit retries; after a rebalance the records
             # are re-read and re-indexed under the same ids.
             log.warning("offset commit failed, will retry: %s: %s", type(exc).__name__, exc)
+            metrics.FAILED.labels(self.name, ALL_SOURCES, "commit_error").inc()
             return
         for (topic, partition), position in positions.items():
             self._tracker.mark_committed(topic, partition, position)

@@ -23,11 +23,12 @@ from indexing.client import ElasticsearchBulkTransport, make_client
 from indexing.templates import install_templates
 from ingest.detect import DetectStage
 from ingest.detector import SigmaDetector
-from ingest.health import HealthServer
+from ingest.health import ConnectivityProbe, HealthServer
 from ingest.jobs import service_jobs, service_scheduler
 from ingest.kafka_io import (
     KafkaEndOffsets,
     KafkaMessageProducer,
+    KafkaReachability,
     KafkaRecordConsumer,
     Partition,
     ensure_topics,
@@ -119,6 +120,7 @@ class Service:
     threads: list[threading.Thread] = field(default_factory=list)
     health: HealthServer | None = None
     jobs: JobScheduler = field(default_factory=lambda: JobScheduler([]))
+    probe: ConnectivityProbe | None = None  # Kafka / Elasticsearch reachability for /healthz
     closers: list[Callable[[], None]] = field(default_factory=list)  # after the stages: job-owned clients
     started_at: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
@@ -187,12 +189,20 @@ class Service:
                 "assigned_partitions": len(runner.assignment()),
             }
             healthy = healthy and not sink.blocked
-        return {
-            "healthy": healthy,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "stages": stages,
-            "errors": self.errors,
-        }
+        report: dict[str, Any] = {"healthy": healthy}
+        if self.probe is not None:
+            kafka, elasticsearch = self.probe.kafka, self.probe.elasticsearch
+            # Not checked yet (None) is not a failure: the first probe runs as the service starts.
+            report["healthy"] = healthy and kafka.ok is not False and elasticsearch.ok is not False
+            report["kafka"] = kafka.report(now)
+            report["elasticsearch"] = elasticsearch.report(now)
+        report.update(
+            uptime_s=round(time.time() - self.started_at, 1),
+            consumers_assigned=all(len(runner.assignment()) > 0 for runner in self.runners),
+            stages=stages,
+            errors=self.errors,
+        )
+        return report
 
 
 def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect", "correlate")) -> Service:
@@ -217,5 +227,10 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
         from ingest.correlate import build_correlate_runner
 
         runners.append(build_correlate_runner(settings, correlations, client))
-    jobs = service_scheduler(service_jobs(settings, client, rules if "detect" in stages else None, silence))
-    return Service(settings, runners, client, jobs=jobs, closers=closers)
+    kafka_reachability = KafkaReachability(settings.kafka, next(iter(settings.kafka.raw_topics)))
+    closers.append(kafka_reachability.close)
+    probe = ConnectivityProbe(kafka_reachability, lambda: bool(client.options(request_timeout=5).ping()))
+    jobs = service_scheduler(
+        service_jobs(settings, client, rules if "detect" in stages else None, silence, probe)
+    )
+    return Service(settings, runners, client, jobs=jobs, probe=probe, closers=closers)

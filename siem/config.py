@@ -176,14 +176,18 @@ class PipelineSettings(_Component):
         "bulk request is in flight, instead of waiting for bulk_max_actions or bulk_flush_interval_s; batches "
         "still grow with the load (they fill while a request is in flight)",
     )
-    bulk_max_retries: int = Field(8, ge=0)
-    bulk_backoff_max_s: float = Field(30.0, gt=0)
+    # No retry count: a 429/5xx item is retried until Elasticsearch takes it (its partition paused meanwhile), with a
+    # capped backoff; giving up would mean dropping it or sending a good document to the DLQ.
+    bulk_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between two retries of a bulk request")
     dlq_max_original_bytes: int = Field(
         512 * 1024, gt=0, description="original bytes kept in a DLQ entry; the full record stays in its topic"
     )
     shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful shutdown: max time to flush and commit")
     metrics_host: str = Field("127.0.0.1", description="address of /metrics and /healthz (0.0.0.0 in containers)")
     metrics_port: int = Field(19464, ge=0, le=65535, description="Prometheus /metrics and /healthz; 0 disables")
+    health_probe_interval_s: float = Field(
+        5.0, gt=0, description="how often /healthz's Kafka and Elasticsearch reachability is checked"
+    )
     retention_interval_s: float = Field(
         3600.0, ge=0, description="how often daily indices older than elasticsearch.retention_days are deleted "
         "(also once at start); 0 disables the job"

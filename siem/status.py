@@ -37,7 +37,10 @@ def render(health: dict[str, Any] | None, incidents: int | None, events_in_es: i
     stages = health.get("stages", {})
     detect = stages.get("detect", {})
     correlate = stages.get("correlate", {})
-    es_ok = all(stage.get("elasticsearch_ok", True) for stage in stages.values())
+    es_ok = all(stage.get("elasticsearch_ok", True) for stage in stages.values()) and (
+        health.get("elasticsearch", {}).get("reachable") is not False
+    )
+    kafka_ok = health.get("kafka", {}).get("reachable") is not False
     line = Text()
     line.append("● " if health.get("healthy") else "✖ ", style="green" if health.get("healthy") else "red")
     line.append(f"consumed {detect.get('records', 0):,}  ")
@@ -49,4 +52,6 @@ def render(health: dict[str, Any] | None, incidents: int | None, events_in_es: i
     line.append(f"dlq {detect.get('dlq', 0) + correlate.get('dlq', 0):,}  ")
     line.append(f"pending {detect.get('pending', 0) + correlate.get('pending', 0):,}  ", style="dim")
     line.append("ES ok" if es_ok else "ES unreachable: partitions paused", style="green" if es_ok else "red")
+    if not kafka_ok:
+        line.append("  Kafka unreachable", style="red")
     return line

@@ -328,7 +328,7 @@ def test_kafka_restart_mid_run_loses_nothing(private_stack: LocalStack) -> None:
     after = make_corpus(10_000, 100)
     oracle = RuleOracle([*before, *after])
     port = free_port()
-    env = pipeline_env(settings, port, bulk_flush_interval_s=0.5)
+    env = pipeline_env(settings, port, bulk_flush_interval_s=0.5, health_probe_interval_s=1)
     try:
         placed = produce_placed(settings, before)
         with pipeline_process(env, log_path("kafka-restart")) as process:
@@ -338,11 +338,23 @@ def test_kafka_restart_mid_run_loses_nothing(private_stack: LocalStack) -> None:
             private_stack.kafka.stop()
             down_at = time.monotonic()
             at_stop = doc_count(es, events_index)
-            time.sleep(10)
+            reported_down: list[float] = []  # /healthz polls during the outage that said Kafka is unreachable
+            while time.monotonic() - down_at < 10:
+                status, body = healthz(port)
+                if status == 503 and body is not None and body.get("kafka", {}).get("reachable") is False:
+                    reported_down.append(round(time.monotonic() - down_at, 1))
+                time.sleep(0.5)
             assert process.alive(), f"pipeline died while Kafka was down\n{process.log_tail()}"
+            assert reported_down, f"/healthz never reported Kafka unreachable\n{process.log_tail()}"
             private_stack.kafka.launch()
             private_stack.kafka.wait_ready()
             outage_s = time.monotonic() - down_at
+
+            def kafka_reachable() -> bool:
+                body = healthz(port)[1]
+                return body is not None and body.get("kafka", {}).get("reachable") is True
+
+            assert wait_until(kafka_reachable, 30, interval_s=0.5), f"/healthz kept Kafka down\n{process.log_tail()}"
             up_at = time.monotonic()
             placed += produce_placed(settings, after)
             assert _wait_all_indexed(es, settings, len(placed), 150, process), process.log_tail()
@@ -353,6 +365,7 @@ def test_kafka_restart_mid_run_loses_nothing(private_stack: LocalStack) -> None:
         events, alerts = check_exact(es, settings, placed)
         print(
             f"\n[kafka-restart] records {len(placed)}, Kafka down {outage_s:.1f} s with {at_stop} events indexed, "
+            f"/healthz said Kafka unreachable from +{reported_down[0]} s, "
             f"caught up {caught_up_s:.1f} s after Kafka was back, events {events.actual}/{events.expected}, "
             f"alerts {alerts.actual}/{alerts.expected}, losses {len(events.missing) + len(alerts.missing)}, "
             f"duplicates {sum(events.duplicates.values())}, elapsed {time.monotonic() - started:.1f} s"

@@ -142,7 +142,7 @@ def test_poison_records_go_to_the_dlq_with_reasons_and_good_ones_are_indexed(loc
         "truncated json": orjson.dumps(CLOUDTRAIL)[:-20],
         "wrong type": orjson.dumps(["just", "a", "list"]),
         "deep nesting": deep,
-        "oversize": b'{"eventName": "' + b"A" * (11 * 1024 * 1024) + b'"}',
+        "oversize": b'{"eventName": "' + b"A" * (20 * 1024 * 1024) + b'"}',  # 20 MiB: twice the parser limit
         "binary garbage": bytes(range(256)) * 4,
     }
     interleaved: list[bytes] = []
@@ -238,6 +238,7 @@ def test_metrics_endpoint_reports_what_both_stages_did(local_stack: LocalStack) 
         detect = {"stage": "detect", "source": "cloudtrail"}
         assert delta(after, before, "siem_records_received_total", **detect) == len(records)
         assert delta(after, before, "siem_dlq_total", **detect, error_type="invalid_json") == 1
+        assert delta(after, before, "siem_failures_total", **detect, error_type="invalid_json") == 1
         assert delta(after, before, "siem_documents_emitted_total", stage="detect", kind="alert") >= 1
         assert delta(after, before, "siem_documents_emitted_total", stage="detect", kind="dlq") == 1
         assert delta(after, before, "siem_alerts_total", rule_id=ADMIN_POLICY_RULE_ID) == 1

@@ -281,3 +281,26 @@ def test_consumer_lag_is_reported_per_partition_and_dropped_on_revoke():
     assert consumer.on_revoked is not None
     consumer.on_revoked({("raw", 0)})
     assert lag() is None, "a revoked partition's figure must not linger"
+
+
+def test_failures_are_counted_by_error_type():
+    from prometheus_client import REGISTRY
+
+    def failures(error_type: str, source: str = "all") -> float:
+        labels = {"stage": "detect", "source": source, "error_type": error_type}
+        return REGISTRY.get_sample_value("siem_failures_total", labels) or 0.0
+
+    before = {kind: failures(kind) for kind in ("es_unavailable", "es_retryable_item")}
+    bad_json_before = failures("invalid_json", "test")
+    transport = FakeTransport()
+    transport.down = True
+    records = [_good(0), _good(1), _record(2, b"{not json")]
+    transport.throttle_once = {"e0-1"}
+    runner, _, _, clock = _build(records, transport)
+    runner.step()  # the request fails: Elasticsearch down
+    transport.down = False
+    clock.now += 60
+    _run_steps(runner, clock, 3)  # delivered, one item throttled once on the way
+    assert failures("es_unavailable") - before["es_unavailable"] >= 1
+    assert failures("es_retryable_item") - before["es_retryable_item"] == 1
+    assert failures("invalid_json", "test") - bad_json_before == 1
