@@ -167,6 +167,7 @@ INCIDENT_PROPERTIES: dict[str, Any] = {
     "evidence_event_count": LONG,
     "rules": _obj(**_kw("id", "name", "level", "kind")),
     "entities": {"type": "object", "dynamic": True},
+    "applied_offsets": {"type": "object", "enabled": False},  # replay bookkeeping, kept in _source only
     "notes": _obj(text={"type": "text"}, **_kw("author"), at=DATE),
     "history": _obj(**_kw("action", "actor", "from_status", "to_status", "reason"), at=DATE),
 }

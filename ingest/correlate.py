@@ -30,6 +30,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import elastic_transport
@@ -158,7 +159,7 @@ class CorrelateStage:
             return outputs
         if isinstance(message, IncidentAlert):
             if signal is not None:
-                self._record_incidents([signal])
+                self._record_incidents([replace(signal, position=(record.topic, record.partition, record.offset))])
             return outputs
         with self.lock:
             late_before = self.engine.stats.late

@@ -78,17 +78,26 @@ def replay(
     producer = make_producer(settings.kafka)
     started = time.monotonic()
     sent = 0
+    failures: list[Exception] = []  # appended by the producer's I/O thread
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, TextColumn("{task.fields[rate]}"), console=console) as progress:
         task = progress.add_task(f"→ {topic}", total=len(files), rate="")
+        def show_rate(advance: int) -> None:
+            rate = sent / max(time.monotonic() - started, 1e-6)
+            progress.update(task, advance=advance, rate=f"{sent:,} records, {rate:,.0f}/s")
+
         for file in files:
             for value in file_records(file, whole_file):
-                producer.send(topic, value=value)
+                producer.send(topic, value=value).add_errback(failures.append)
                 sent += 1
-            rate = sent / max(time.monotonic() - started, 1e-6)
-            progress.update(task, advance=1, rate=f"{sent:,} records, {rate:,.0f}/s")
+                if sent % 5000 == 0:  # a single large file still shows its progress
+                    show_rate(0)
+            show_rate(1)
         producer.flush()
     producer.close()
+    if failures:  # e.g. a record above the topic's max.message.bytes: say so, do not report success
+        console.print(f"[red]{len(failures):,} of {sent:,} records were not produced[/], e.g. {failures[0]!r}")
+        raise typer.Exit(1)
     console.print(f"produced {sent:,} records from {len(files)} file(s) to {topic}")
 
 

@@ -34,6 +34,9 @@ class Signal:
     techniques: tuple[str, ...] = ()
     entities: tuple[tuple[str, str], ...] = ()  # (field, value)
     alert_ids: tuple[str, ...] = field(default=())  # base alerts a correlation covers
+    # (topic, partition, offset) of the message that carried the alert, when it came from Kafka: replay detection
+    # that still works once an incident holds more alert ids than it keeps (see ``attach``)
+    position: tuple[str, int, int] | None = None
 
 
 def entity_kind(fieldname: str, value: str) -> str | None:
@@ -203,7 +206,18 @@ def _add_unique(target: list[str], values: Iterable[str], cap: int) -> None:
 
 
 def attach(incident: Incident, signal: Signal, settings: IncidentSettings, now_ms: int) -> bool:
-    """Merge ``signal`` into ``incident``; False if this alert id was already attached."""
+    """Merge ``signal`` into ``incident``; False if it was already attached (a replay after a crash or restart).
+
+    Replays are recognized by the message position when the signal has one: the messages of one partition reach an
+    incident in offset order, so one at or below the highest offset the incident took from that partition was
+    applied before. The alert ids alone would miss replays once ``max_alert_ids`` truncated the list (the count
+    would grow with every replay)."""
+    if signal.position is not None:
+        topic, partition, offset = signal.position
+        source = f"{topic}/{partition}"
+        if incident.applied_offsets.get(source, -1) >= offset:
+            return False
+        incident.applied_offsets[source] = offset
     if signal.alert_id in incident.alert_ids:
         return False
     incident.alert_count += 1

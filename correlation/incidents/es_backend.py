@@ -14,6 +14,7 @@ MAPPINGS: dict[str, Any] = {
     "dynamic": True,
     "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
     "properties": {
+        "applied_offsets": {"type": "object", "enabled": False},  # bookkeeping, kept in _source only
         "@timestamp": {"type": "date"},
         "first_seen": {"type": "date"},
         "last_seen": {"type": "date"},

@@ -78,6 +78,7 @@ class Incident(BaseModel):
     evidence_event_count: int = 0
     evidence_event_ids: list[str] = Field(default_factory=list)
     correlation_ids: list[str] = Field(default_factory=list)
+    applied_offsets: dict[str, int] = Field(default_factory=dict)  # "topic/partition" -> highest offset attached
     assignee: str | None = None
     notes: list[Note] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)

@@ -304,3 +304,22 @@ def test_take_over_forgets_cached_keys_and_syncs_before_the_next_search():
     third = store.record(sig(alert_doc(3, T0 + 60_000), settings))
     assert backend.syncs == 2
     assert third.id == first.id and third.alert_ids == ["alert-1", "alert-2", "alert-3"]
+
+
+def test_replayed_alerts_are_not_counted_twice_once_alert_ids_are_truncated():
+    from dataclasses import replace
+
+    store, backend, settings = make_store(max_alert_ids=2)
+    signals = [
+        replace(sig(alert_doc(n, T0 + n * 1000), settings), position=("siem.alerts", n % 2, 10 + n)) for n in range(5)
+    ]
+    for signal in signals:
+        incident = store.record(signal)
+    assert (incident.alert_count, incident.alert_ids_truncated) == (5, True)
+    # a crash before the commit: the restarted process gets the last three messages again
+    restarted = IncidentStore(backend, settings, Clock())
+    for signal in signals[2:]:
+        again = restarted.record(signal)
+    assert again.id == incident.id and again.alert_count == 5, "replays beyond the kept ids must not count"
+    assert again.applied_offsets == {"siem.alerts/0": 14, "siem.alerts/1": 13}
+    assert restarted.stats.duplicates == 3
