@@ -37,6 +37,7 @@ from kafka import KafkaProducer
 
 from correlation.detection.alerts import alert_id
 from correlation.detection.engine import RuleSetHolder
+from correlation.incidents.builder import signal_from_alert
 from correlation.windows.router import CorrelationRouter
 from ingest.detector import SigmaDetector
 from ingest.service import compile_correlations
@@ -77,6 +78,7 @@ class Placed:
     partition: int
     offset: int
     rules: tuple[str, ...] = ()  # the rules the project's rule set fires on it (see ``expect_alerts``)
+    incident_rules: tuple[str, ...] = ()  # those of ``rules`` whose alert opens or updates an incident
 
     @property
     def event_id(self) -> str:
@@ -88,14 +90,19 @@ class Placed:
     def alert_ids(self) -> list[str]:
         return [alert_id(rule, self.event_id) for rule in self.rules]
 
+    @property
+    def incident_alert_ids(self) -> list[str]:
+        return [alert_id(rule, self.event_id) for rule in self.incident_rules]
 
-def rules_fired(records: Sequence[Record]) -> list[tuple[str, ...]]:
+
+def rules_fired(records: Sequence[Record]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     """The rules whose alerts the pipeline indexes for each record, with its default rules (sigma_rules/).
 
     The rule set grows while the project is developed, so the expectation comes from the pipeline's own
     parsers, rules and detector (building blocks of correlations with ``generate: false`` are not indexed),
     run in-process; the planted attacks must be among the matches. Rule matches do not depend on where Kafka
     puts a record, only the ids do (``Placed.alert_ids``).
+    Also returns, per record, the rules whose alerts go to an incident (level and key entity).
     """
     settings = Settings()
     parsers = build_parsers(settings.parsers)
@@ -103,15 +110,18 @@ def rules_fired(records: Sequence[Record]) -> list[tuple[str, ...]]:
     correlations = compile_correlations(rules)
     router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
     detector = SigmaDetector(rules, router, settings.rules.alert_incident_level)
-    fired: list[tuple[str, ...]] = []
+    fired: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    level = settings.rules.alert_incident_level
     for n, record in enumerate(records):
         result = parsers[record.parser].parse(SourceRecord("oracle", 0, n, record.value))
         assert len(result.events) == 1 and not result.failures, f"corpus bug: {record.value[:200]!r}"
-        alerts = detector.detect(result.events[0], "oracle")
-        matched = tuple(sorted({a.document["rule"]["id"] for a in alerts if a.indexed}))
+        alerts = [a for a in detector.detect(result.events[0], "oracle") if a.indexed]
+        matched = tuple(sorted({a.document["rule"]["id"] for a in alerts}))
         planted = record.alert_rule
         assert planted is None or planted in matched, f"{planted} does not fire on {record.value[:300]!r}"
-        fired.append(matched)
+        opens = [a for a in alerts if signal_from_alert(a.document, settings.incidents, level) is not None]
+        to_incident = tuple(sorted({a.document["rule"]["id"] for a in opens}))
+        fired.append((matched, to_incident))
     return fired
 
 
@@ -130,8 +140,8 @@ class RuleOracle:
         finally:
             self._pool.shutdown(cancel_futures=True)
         assert len(fired) == len(placed)
-        for p, rules in zip(placed, fired, strict=True):
-            p.rules = rules
+        for p, (rules, incident_rules) in zip(placed, fired, strict=True):
+            p.rules, p.incident_rules = rules, incident_rules
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -472,10 +482,12 @@ def pipeline_env(
 
 
 class PipelineProcess:
-    """``siem run --stage detect --no-live`` as a child process; output appended to ``log_path``."""
+    """``siem run --stage detect --no-live`` (or both stages: ``stage=None``) as a child process; output appended
+    to ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, stage: str | None = "detect") -> None:
         self._env = env
+        self._stage_args = ["--stage", stage] if stage else []
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -486,7 +498,7 @@ class PipelineProcess:
             log.write(f"\n===== start {self.starts + 1} at {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "siem", "run", "--stage", "detect", "--no-live"],
+                [sys.executable, "-m", "siem", "run", *self._stage_args, "--no-live"],
                 env=self._env,
                 cwd=PROJECT_ROOT,
                 stdin=subprocess.DEVNULL,
@@ -546,8 +558,8 @@ def log_path(name: str) -> Path:
 
 
 @contextmanager
-def pipeline_process(env: dict[str, str], log_path: Path) -> Iterator[PipelineProcess]:
-    process = PipelineProcess(env, log_path)
+def pipeline_process(env: dict[str, str], log_path: Path, stage: str | None = "detect") -> Iterator[PipelineProcess]:
+    process = PipelineProcess(env, log_path, stage)
     try:
         yield process
     finally:
@@ -557,13 +569,13 @@ def pipeline_process(env: dict[str, str], log_path: Path) -> Iterator[PipelinePr
 # --------------------------------------------------------------------------------------------------------------
 # Elasticsearch accounting
 # --------------------------------------------------------------------------------------------------------------
-def ids_in(es: Elasticsearch, index: str) -> Counter[str]:
+def ids_in(es: Elasticsearch, index: str, query: dict[str, Any] | None = None) -> Counter[str]:
     """Every document id under ``index`` (a pattern), counted: a count above 1 is a duplicate across indices."""
     es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
     ids: Counter[str] = Counter()
     response = es.search(
         index=index, scroll="2m", size=10_000, source=False, sort=["_doc"], ignore_unavailable=True,
-        allow_no_indices=True,
+        allow_no_indices=True, query=query or {"match_all": {}},
     )  # fmt: skip
     scroll_id = response.get("_scroll_id")
     try:
@@ -624,11 +636,60 @@ def account(kind: str, expected_ids: Sequence[str], found: Counter[str]) -> Acco
     )
 
 
+# Alerts of correlation rules (written by the correlate stage) are not predicted by the oracle; they are left out.
+DETECTION_ALERTS = {"bool": {"must_not": [{"term": {"event.dataset": "siem.correlation"}}]}}
+
+
 def check_exact(es: Elasticsearch, settings: Settings, placed: Sequence[Placed]) -> tuple[Accounting, Accounting]:
     prefix = settings.elasticsearch.index_prefix
     events = account("events", [p.event_id for p in placed], ids_in(es, f"{prefix}-events-*"))
-    alerts = account("alerts", [a for p in placed for a in p.alert_ids], ids_in(es, f"{prefix}-alerts-*"))
+    alerts = account(
+        "alerts", [a for p in placed for a in p.alert_ids], ids_in(es, f"{prefix}-alerts-*", DETECTION_ALERTS)
+    )
     return events, alerts
+
+
+@dataclass
+class IncidentAccounting:
+    """Detection alerts in incidents: each expected one counted once, whatever crashes and replays happened."""
+
+    expected: int
+    counted: int  # detection alerts the incidents counted (their per-rule counts of detection rules)
+    incidents: int
+    listed_twice: set[str] = field(default_factory=set)  # alert ids listed by two incidents
+    unexpected: set[str] = field(default_factory=set)  # listed alert ids the oracle does not expect
+
+    @property
+    def exact(self) -> bool:
+        return self.expected == self.counted and not (self.listed_twice or self.unexpected)
+
+    def summary(self) -> str:
+        return (
+            f"incident alerts: expected {self.expected}, counted {self.counted} in {self.incidents} incidents, "
+            f"listed twice {len(self.listed_twice)}, unexpected {len(self.unexpected)}"
+        )
+
+
+def incident_documents(es: Elasticsearch, settings: Settings) -> list[dict[str, Any]]:
+    index = settings.elasticsearch.incidents_index
+    es.indices.refresh(index=index, ignore_unavailable=True)
+    response = es.search(index=index, size=10_000, ignore_unavailable=True)
+    return [hit["_source"] for hit in response["hits"]["hits"]]
+
+
+def check_incidents(es: Elasticsearch, settings: Settings, placed: Sequence[Placed]) -> IncidentAccounting:
+    expected = {a for p in placed for a in p.incident_alert_ids}
+    counted = 0
+    seen: set[str] = set()
+    twice: set[str] = set()
+    incidents = incident_documents(es, settings)
+    for incident in incidents:
+        correlation_ids = set(incident.get("correlation_ids", []))
+        detection_ids = [a for a in incident.get("alert_ids", []) if a not in correlation_ids]
+        counted += sum(int(rule["alert_count"]) for rule in incident.get("rules", []) if rule["kind"] == "detection")
+        twice |= seen.intersection(detection_ids)
+        seen.update(detection_ids)
+    return IncidentAccounting(len(expected), counted, len(incidents), twice, seen - expected)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_operator_commands_on_the_local_stack(
         assert result.exit_code == 0, result.output
         es.indices.delete_index_template(name=f"{prefix}-alerts")
         result = cli.invoke(app, ["doctor"])
-        assert result.exit_code == 1 and "siem setup" in result.output, result.output
+        assert result.exit_code == 1 and f"missing ['{prefix}-alerts']: run `siem" in result.output, result.output
         assert cli.invoke(app, ["setup"]).exit_code == 0
 
         # replay: one file, every line produced, progress and rate shown

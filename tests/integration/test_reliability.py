@@ -31,6 +31,7 @@ from tests.integration.reliability_support import (
     Placed,
     RuleOracle,
     check_exact,
+    check_incidents,
     detect_stage,
     doc_count,
     free_port,
@@ -126,7 +127,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(local_stack: Loca
     producer = BackgroundProducer(settings, records, chunk=5000, pause_s=1.0)
     kills: list[tuple[float, int]] = []  # (seconds since start, records the killed process had indexed)
     try:
-        with pipeline_process(env, log_path("crash")) as process:
+        with pipeline_process(env, log_path("crash"), stage=None) as process:  # both stages: incidents too
             producer.start()
             for _ in range(KILLS):
                 process.start()
@@ -147,9 +148,15 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(local_stack: Loca
             assert indexed, (
                 f"not everything indexed: {doc_count(es, settings.elasticsearch.index_prefix + '-events-*')}"
             )
+            oracle.apply(placed)
+            expected_in_incidents = len({a for p in placed for a in p.incident_alert_ids})
+            assert wait_until(
+                lambda: check_incidents(es, settings, placed).counted >= expected_in_incidents, 120, interval_s=1.0
+            ), f"{check_incidents(es, settings, placed).summary()}\n{process.log_tail()}"
+            time.sleep(2)  # anything still on its way would show up as a double count below
             _finish(process, settings, placed, 60)
-        oracle.apply(placed)
         events, alerts = check_exact(es, settings, placed)
+        incidents = check_incidents(es, settings, placed)
         elapsed = time.monotonic() - started
         print(
             f"\n[crash] seed {seed}: records {len(placed)}, kills {len(kills)} "
@@ -157,9 +164,12 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(local_stack: Loca
             f"elapsed {elapsed:.1f} s, events {events.actual}/{events.expected}, "
             f"alerts {alerts.actual}/{alerts.expected}, "
             f"losses {len(events.missing) + len(alerts.missing)}, "
-            f"duplicates {sum(events.duplicates.values()) + sum(alerts.duplicates.values())}"
+            f"duplicates {sum(events.duplicates.values()) + sum(alerts.duplicates.values())}; "
+            f"{incidents.summary()}"
         )
         _assert_exact(events, alerts, process.log_tail())
+        assert incidents.exact, f"{incidents.summary()}\n{process.log_tail()}"
+        assert incidents.expected > 500, "the corpus must open incidents"
         assert len(kills) >= 5
         assert alerts.expected > 1000, "the corpus must trigger alerts"
     finally:
