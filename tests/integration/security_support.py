@@ -123,7 +123,7 @@ class KafkaCredentials:
 
 
 def kafka_sasl_ssl_overrides(pki: Pki, creds: KafkaCredentials, port: int, controller_port: int) -> dict[str, str]:
-    """Client listener SASL_SSL (PLAIN + SCRAM-SHA-512), controller listener PLAINTEXT on loopback."""
+    """Client listener SASL_SSL (PLAIN + SCRAM-SHA-256/512), controller listener PLAINTEXT on loopback."""
     prefix = "listener.name.sasl_ssl."
     plain_jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -135,9 +135,10 @@ def kafka_sasl_ssl_overrides(pki: Pki, creds: KafkaCredentials, port: int, contr
         "advertised.listeners": f"SASL_SSL://{LOOPBACK}:{port}",
         "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "SASL_SSL",
-        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         "sasl.mechanism.inter.broker.protocol": "PLAIN",
         f"{prefix}plain.sasl.jaas.config": plain_jaas,
+        f"{prefix}scram-sha-256.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         f"{prefix}scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         f"{prefix}ssl.keystore.type": "PEM",
         f"{prefix}ssl.keystore.location": str(pki.keystore_pem),
@@ -148,7 +149,12 @@ def kafka_sasl_ssl_overrides(pki: Pki, creds: KafkaCredentials, port: int, contr
 
 
 def scram_format_args(user: str, password: str) -> list[str]:
-    return ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+    return [
+        "--add-scram",
+        f"SCRAM-SHA-256=[name={user},password={password}]",
+        "--add-scram",
+        f"SCRAM-SHA-512=[name={user},password={password}]",
+    ]
 
 
 def es_security_overrides() -> dict[str, object]:
