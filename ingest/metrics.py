@@ -6,7 +6,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 RECEIVED = Counter("siem_records_received_total", "Kafka records received", ["stage", "source"])
-EMITTED = Counter("siem_documents_emitted_total", "Documents acknowledged by Elasticsearch", ["stage", "kind"])
+EMITTED = Counter(
+    "siem_documents_emitted_total", "Documents acknowledged by Elasticsearch", ["stage", "source", "kind"]
+)
 DROPPED = Counter("siem_records_dropped_total", "Records or events deliberately dropped", ["stage", "source", "reason"])
 # error_type: the DLQ error types (parse and shape failures), mapping_error (Elasticsearch refused a document),
 # es_unavailable (a bulk request failed), es_retryable_item (an item answered 429/5xx, retried), produce_pending /

@@ -196,14 +196,17 @@ class StageRunner:
 
     def _acknowledge(self, delivered: list[BulkAction]) -> None:
         # Counted per batch, not per document: a labelled Prometheus child costs microseconds per call.
-        kinds: dict[str, int] = {}
+        by_source: dict[tuple[str, str], int] = {}
         acknowledge = self._tracker.acknowledge
         for action in delivered:
             token: Token = action.token
-            kinds[token.kind] = kinds.get(token.kind, 0) + 1
+            key = (token.source, token.kind)
+            by_source[key] = by_source.get(key, 0) + 1
             acknowledge(token.topic, token.partition, token.offset)
-        for kind, count in kinds.items():
-            metrics.EMITTED.labels(self.name, kind).inc(count)
+        kinds: dict[str, int] = {}
+        for (source, kind), count in by_source.items():
+            metrics.EMITTED.labels(self.name, source, kind).inc(count)
+            kinds[kind] = kinds.get(kind, 0) + count
         self.stats.alerts += kinds.get("alert", 0)
         self.stats.dlq += kinds.get("dlq", 0)
         self.stats.indexed += sum(count for kind, count in kinds.items() if kind not in ("alert", "dlq"))

@@ -205,21 +205,28 @@ def _add_unique(target: list[str], values: Iterable[str], cap: int) -> None:
             target.append(value)
 
 
-def attach(incident: Incident, signal: Signal, settings: IncidentSettings, now_ms: int) -> bool:
-    """Merge ``signal`` into ``incident``; False if it was already attached (a replay after a crash or restart).
+def already_attached(incident: Incident, signal: Signal) -> bool:
+    """Whether ``signal`` is a replay of one ``incident`` (or an earlier incident of its key) took already.
 
-    Replays are recognized by the message position when the signal has one: the messages of one partition reach an
-    incident in offset order, so one at or below the highest offset the incident took from that partition was
-    applied before. The alert ids alone would miss replays once ``max_alert_ids`` truncated the list (the count
-    would grow with every replay)."""
+    Replays are recognized by the message position when the signal has one: the messages of one partition are
+    handled in offset order, so one at or below the highest offset taken from that partition was applied before.
+    An incident opened after an earlier one of its key refused a signal inherits that one's offsets (see
+    ``IncidentStore.record``), so the latest incident of a key knows everything the key took. The alert ids alone
+    would miss replays once ``max_alert_ids`` truncated the list, and those attached to an earlier incident."""
     if signal.position is not None:
         topic, partition, offset = signal.position
-        source = f"{topic}/{partition}"
-        if incident.applied_offsets.get(source, -1) >= offset:
-            return False
-        incident.applied_offsets[source] = offset
-    if signal.alert_id in incident.alert_ids:
+        if incident.applied_offsets.get(f"{topic}/{partition}", -1) >= offset:
+            return True
+    return signal.alert_id in incident.alert_ids
+
+
+def attach(incident: Incident, signal: Signal, settings: IncidentSettings, now_ms: int) -> bool:
+    """Merge ``signal`` into ``incident``; False if it was already attached (a replay after a crash or restart)."""
+    if already_attached(incident, signal):
         return False
+    if signal.position is not None:
+        topic, partition, offset = signal.position
+        incident.applied_offsets[f"{topic}/{partition}"] = offset
     incident.alert_count += 1
     if len(incident.alert_ids) < settings.max_alert_ids:
         incident.alert_ids.append(signal.alert_id)
@@ -269,4 +276,12 @@ def is_attachable(incident: Incident, signal: Signal, settings: IncidentSettings
     return incident.status in ACTIVE and signal.timestamp_ms - incident.last_seen_ms <= window_ms
 
 
-__all__ = ["ENTITY_KINDS", "Signal", "attach", "open_incident", "signal_from_alert", "signal_from_match"]
+__all__ = [
+    "ENTITY_KINDS",
+    "Signal",
+    "already_attached",
+    "attach",
+    "open_incident",
+    "signal_from_alert",
+    "signal_from_match",
+]

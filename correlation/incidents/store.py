@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from correlation.incidents.builder import Signal, attach, is_attachable, open_incident
+from correlation.incidents.builder import Signal, already_attached, attach, is_attachable, open_incident
 from correlation.incidents.model import ACTIVE, LEVEL_SCORE, Incident, Status
 from siem.config import IncidentSettings
 from siem.errors import IndexingError
@@ -167,29 +167,38 @@ class IncidentStore:
     def record(self, signal: Signal) -> Incident:
         """Attach ``signal`` to the open incident with its key, or open a new one."""
         target = self._open_by_key.get(signal.key) or self._find_open(signal)
+        inherited: dict[str, int] = {}  # message offsets the key's incidents took (filled when target refuses)
         if target is not None:
-            attached = self._attach(target, signal)
+            attached = self._attach(target, signal, inherited)
             if attached is not None:
                 return attached
         incident = open_incident(signal, self.settings, self.clock_ms())
+        for source, offset in inherited.items():
+            incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
         try:
             seq_no, term = self.backend.create(incident.id, incident.to_doc())
             self.stats.created += 1
             self._written.put(incident.id, Versioned(incident.model_copy(deep=True), seq_no, term))
         except VersionConflict:  # replay: this signal already opened it
-            attached = self._attach(incident.id, signal)
+            attached = self._attach(incident.id, signal, {})
             if attached is not None:
                 return attached
         self._open_by_key.put(signal.key, incident.id)
         return incident
 
-    def _attach(self, incident_id: str, signal: Signal) -> Incident | None:
+    def _attach(self, incident_id: str, signal: Signal, inherited: dict[str, int]) -> Incident | None:
+        """Attach to ``incident_id``; None when it refuses the signal (closed, or outside the attach window), with
+        ``inherited`` set to its message offsets for the incident that will be opened instead."""
         outcome: dict[str, bool] = {}
 
         def mutate(incident: Incident) -> bool:
             outcome.clear()  # may run more than once (conflicts, a remembered version)
-            if not is_attachable(incident, signal, self.settings) and signal.alert_id not in incident.alert_ids:
+            if already_attached(incident, signal):  # a replay: whatever the window says now
+                return False
+            if not is_attachable(incident, signal, self.settings):
                 outcome["refused"] = True
+                inherited.clear()
+                inherited.update(incident.applied_offsets)
                 return False
             changed = attach(incident, signal, self.settings, self.clock_ms())
             outcome["changed"] = changed

@@ -229,9 +229,9 @@ def test_metrics_endpoint_reports_what_both_stages_did(local_stack: LocalStack) 
             assert wait_for(lambda: delta(scrape(port), before, "siem_incidents_total", action="recorded") >= 1), (
                 f"the high-level alert never reached the incident store: {service.health_report()}"
             )
-            assert wait_for(
-                lambda: delta(scrape(port), before, "siem_documents_emitted_total", stage="detect", kind="event") == 11
-            )
+            emitted = {"stage": "detect", "source": "cloudtrail"}
+            events_emitted = "siem_documents_emitted_total"
+            assert wait_for(lambda: delta(scrape(port), before, events_emitted, **emitted, kind="event") == 11)
             assert wait_for(lambda: scrape(port).get(("siem_consumer_lag", (("partition", "0"), ("stage", "detect"),
                                                                              ("topic", topic)))) == 0)
             after = scrape(port)
@@ -239,8 +239,8 @@ def test_metrics_endpoint_reports_what_both_stages_did(local_stack: LocalStack) 
         assert delta(after, before, "siem_records_received_total", **detect) == len(records)
         assert delta(after, before, "siem_dlq_total", **detect, error_type="invalid_json") == 1
         assert delta(after, before, "siem_failures_total", **detect, error_type="invalid_json") == 1
-        assert delta(after, before, "siem_documents_emitted_total", stage="detect", kind="alert") >= 1
-        assert delta(after, before, "siem_documents_emitted_total", stage="detect", kind="dlq") == 1
+        assert delta(after, before, "siem_documents_emitted_total", **emitted, kind="alert") >= 1
+        assert delta(after, before, "siem_documents_emitted_total", **emitted, kind="dlq") == 1
         assert delta(after, before, "siem_alerts_total", rule_id=ADMIN_POLICY_RULE_ID) == 1
         assert delta(after, before, "siem_records_received_total", stage="correlate", source="correlation") >= 1
         assert delta(after, before, "siem_bulk_latency_seconds_count") >= 1

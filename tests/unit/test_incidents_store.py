@@ -323,3 +323,20 @@ def test_replayed_alerts_are_not_counted_twice_once_alert_ids_are_truncated():
     assert again.id == incident.id and again.alert_count == 5, "replays beyond the kept ids must not count"
     assert again.applied_offsets == {"siem.alerts/0": 14, "siem.alerts/1": 13}
     assert restarted.stats.duplicates == 3
+
+
+def test_a_replay_is_recognized_by_the_latest_incident_of_its_key_across_partitions():
+    # p0 @5 opens I1 at 10:00; p1 @7 at 12:00 is outside I1's hour: I2 opens and inherits I1's offsets. A crash
+    # before any commit replays both: the new process finds I2 (the key's latest) and takes neither again.
+    from dataclasses import replace
+
+    store, backend, settings = make_store(attach_window_s=3600)
+    first = replace(sig(alert_doc(1, T0), settings), position=("siem.alerts", 0, 5))
+    second = replace(sig(alert_doc(2, T0 + 2 * 3_600_000), settings), position=("siem.alerts", 1, 7))
+    one, two = store.record(first), store.record(second)
+    assert one.id != two.id and two.applied_offsets == {"siem.alerts/0": 5, "siem.alerts/1": 7}
+    restarted = IncidentStore(backend, settings, Clock())
+    restarted.record(first)
+    restarted.record(second)
+    counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
+    assert counts == [1, 1] and restarted.stats.duplicates == 2, "each alert counted once, in one incident"
