@@ -72,14 +72,15 @@ class ConnectivityProbe:
     itself: a scrape must answer at once, and a stalled broker would stall it).
 
     Kafka: the end offset of one pipeline partition, asked with a bounded timeout by a consumer outside any group
-    (a metadata refresh in kafka-python can block without one). Elasticsearch: a ping. Either also fails on
-    authentication or TLS problems, which a plain port check would not see.
+    (a metadata refresh in kafka-python can block without one). Elasticsearch: ``GET _cluster/health`` (not the
+    client's ping, ``HEAD /``, which a minimal distribution answers with 405). Either also fails on authentication
+    or TLS problems, which a plain port check would not see. Each probe raises when its service is not reachable.
     """
 
     def __init__(
         self,
         kafka_probe: Callable[[], None],
-        es_probe: Callable[[], bool],
+        es_probe: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kafka_probe = kafka_probe
@@ -90,11 +91,7 @@ class ConnectivityProbe:
 
     def check(self) -> None:
         self.kafka = self._run(self._kafka_probe)
-        self.elasticsearch = self._run(self._es_ping)
-
-    def _es_ping(self) -> None:
-        if not self._es_probe():
-            raise ConnectionError("ping failed")
+        self.elasticsearch = self._run(self._es_probe)
 
     def _run(self, probe: Callable[[], None]) -> Reachability:
         try:

@@ -229,7 +229,12 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
         runners.append(build_correlate_runner(settings, correlations, client))
     kafka_reachability = KafkaReachability(settings.kafka, next(iter(settings.kafka.raw_topics)))
     closers.append(kafka_reachability.close)
-    probe = ConnectivityProbe(kafka_reachability, lambda: bool(client.options(request_timeout=5).ping()))
+    probe_client = client.options(request_timeout=5, max_retries=0)
+
+    def elasticsearch_answers() -> None:
+        probe_client.cluster.health()  # raises when it does not
+
+    probe = ConnectivityProbe(kafka_reachability, elasticsearch_answers)
     jobs = service_scheduler(
         service_jobs(settings, client, rules if "detect" in stages else None, silence, probe)
     )

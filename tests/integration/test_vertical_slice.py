@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -249,5 +250,30 @@ def test_metrics_endpoint_reports_what_both_stages_did(local_stack: LocalStack) 
         assert lag_partitions == {"0", "1"}, "every assigned raw partition reports its lag"
         assert ("siem_correlation_state_keys", ()) in after
         assert ("siem_sink_blocked", (("stage", "detect"),)) in after
+    finally:
+        cleanup(es, settings)
+
+
+def test_healthz_reports_both_services_reachable_and_the_consumer_assigned(local_stack: LocalStack) -> None:
+    settings = isolated_settings(metrics_port=free_port(), health_probe_interval_s=0.5)
+    es = Elasticsearch(hosts=[local_stack.elasticsearch_url])
+    try:
+        with running_service(settings, stages=("detect",)) as service:
+            assert service.health is not None
+            url = f"http://127.0.0.1:{service.health.port}/healthz"
+
+            def report() -> dict[str, Any]:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        return dict(orjson.loads(response.read()))
+                except urllib.error.HTTPError as exc:  # 503 carries the report too
+                    return dict(orjson.loads(exc.read()))
+
+            assert wait_for(lambda: report()["consumers_assigned"] is True, timeout_s=30, interval_s=0.3)
+            body = report()
+            assert body["healthy"] is True, body
+            assert body["kafka"]["reachable"] is True and body["elasticsearch"]["reachable"] is True, body
+            assert body["kafka"]["checked_s_ago"] < 5
+            assert body["stages"]["detect"]["assigned_partitions"] == 6  # 3 raw topics x 2 partitions
     finally:
         cleanup(es, settings)

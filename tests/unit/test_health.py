@@ -23,13 +23,17 @@ def _up() -> None:
     return None
 
 
+def _refused() -> None:
+    raise ConnectionError("Connection refused")
+
+
 def test_probe_records_each_service_with_the_reason_it_is_unreachable():
     clock = Clock()
-    probe = ConnectivityProbe(_down, lambda: False, clock)
+    probe = ConnectivityProbe(_down, _refused, clock)
     assert probe.kafka.ok is None and probe.elasticsearch.ok is None  # not checked yet
     probe.check()
     assert probe.kafka.ok is False and "TimeoutError: Failed to get offsets" in (probe.kafka.error or "")
-    assert probe.elasticsearch.ok is False and probe.elasticsearch.error == "ConnectionError: ping failed"
+    assert probe.elasticsearch.ok is False and probe.elasticsearch.error == "ConnectionError: Connection refused"
     clock.now += 2.5
     assert probe.kafka.report(clock.now) == {
         "reachable": False,
@@ -40,7 +44,7 @@ def test_probe_records_each_service_with_the_reason_it_is_unreachable():
 
 def test_healthz_is_unhealthy_while_either_service_is_unreachable():
     kafka = {"up": True}
-    probe = ConnectivityProbe(lambda: _up() if kafka["up"] else _down(), lambda: True)
+    probe = ConnectivityProbe(lambda: _up() if kafka["up"] else _down(), _up)
     service = Service(Settings(), [], client=None, probe=probe)  # type: ignore[arg-type]
     assert service.health_report()["healthy"] is True, "not checked yet is not a failure"
     probe.check()
