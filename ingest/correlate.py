@@ -445,7 +445,12 @@ def build_correlate_runner(
     settings: Settings, correlations: list[CompiledCorrelation], client: Elasticsearch
 ) -> StageRunner:
     # No refresh per write: the store syncs once per assignment instead (see ElasticsearchBackend).
-    backend = ElasticsearchBackend(client, settings.elasticsearch.incidents_index, refresh=False)
+    backend = ElasticsearchBackend(
+        client,
+        settings.elasticsearch.incidents_index,
+        refresh=False,
+        claims_index=settings.elasticsearch.incident_claims_index,
+    )
     backend.ensure_index()
     store = IncidentStore(backend, settings.incidents, SystemClock().now_ms)
     lock = threading.Lock()

@@ -140,6 +140,11 @@ class ElasticsearchSettings(_Component):
         return f"{self.index_prefix}-incidents"
 
     @property
+    def incident_claims_index(self) -> str:
+        """Which incident took each alert (one small document per alert id): the incident store's replay check."""
+        return f"{self.index_prefix}-incident-claims"
+
+    @property
     def dlq_index(self) -> str:
         return f"{self.index_prefix}-dlq"
 

@@ -54,7 +54,9 @@ class IncidentBackend(Protocol):
     def create(self, incident_id: str, doc: dict[str, Any]) -> Version: ...  # VersionConflict if it exists
     def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version: ...
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...  # near-real-time, like a search
-    def sync(self) -> None: ...  # make every acknowledged write visible to ``find``
+    def sync(self) -> None: ...  # make every acknowledged write visible to ``find`` and ``claimed``
+    def claimed(self, alert_id: str) -> str | None: ...  # the incident that took the alert, as of the last sync
+    def claim(self, alert_id: str, incident_id: str, now_ms: int) -> None: ...
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
 
 
@@ -123,6 +125,7 @@ class IncidentStore:
     def __post_init__(self) -> None:
         self._open_by_key = RecentCache(self.settings.cache_size)
         self._written = RecentCache(self.settings.cache_size)
+        self._claims: RecentCache[str, str] = RecentCache(self.settings.cache_size)  # alert id -> incident id
 
     def get(self, incident_id: str) -> Versioned | None:
         self.stats.reads += 1
@@ -165,7 +168,40 @@ class IncidentStore:
         raise IndexingError(f"gave up after {self.settings.update_retries} version conflicts", doc_id=incident_id)
 
     def record(self, signal: Signal) -> Incident:
-        """Attach ``signal`` to the open incident with its key, or open a new one."""
+        """Attach ``signal`` to the open incident with its key, or open a new one; an alert an incident already
+        took (its message delivered again) changes nothing.
+
+        Detection alerts are claimed once taken (``claims``): a crash of the detect stage before its commit makes
+        it produce the same alerts again, at new offsets, and they may meet an incident that does not list them
+        (a later incident of the key, or one past ``max_alert_ids``). A crash between an incident write and its
+        claim can still count that one alert twice."""
+        claimed_by = self._claimed_by(signal)
+        if claimed_by is not None:
+            self.stats.duplicates += 1
+            current = self.get(claimed_by)
+            if current is not None:
+                return current.incident
+        incident = self._record(signal)
+        if signal.kind == "detection":
+            self.backend.claim(signal.alert_id, incident.id, self.clock_ms())
+            self._claims.put(signal.alert_id, incident.id)
+        return incident
+
+    def _claimed_by(self, signal: Signal) -> str | None:
+        if signal.kind != "detection":
+            return None
+        known = self._claims.get(signal.alert_id)
+        if known is not None:
+            return known
+        self._sync_once()
+        return self.backend.claimed(signal.alert_id)
+
+    def _sync_once(self) -> None:
+        if self._sync_before_search:
+            self.backend.sync()  # raises like a search would when Elasticsearch is down: the caller retries
+            self._sync_before_search = False
+
+    def _record(self, signal: Signal) -> Incident:
         target = self._open_by_key.get(signal.key) or self._find_open(signal)
         inherited: dict[str, int] = {}  # message offsets the key's incidents took (filled when target refuses)
         if target is not None:
@@ -224,12 +260,11 @@ class IncidentStore:
         previous owner may have changed them) and sync before the next search."""
         self._open_by_key.clear()
         self._written.clear()
+        self._claims.clear()
         self._sync_before_search = True
 
     def _find_open(self, signal: Signal) -> str | None:
-        if self._sync_before_search:
-            self.backend.sync()  # raises like a search would when Elasticsearch is down: the caller retries
-            self._sync_before_search = False
+        self._sync_once()
         window_ms = int(self.settings.attach_window_s * 1000)
         flt = IncidentFilter(statuses=[s.value for s in ACTIVE], key=signal.key,
                              since_ms=signal.timestamp_ms - window_ms, size=1)
@@ -275,11 +310,21 @@ class MemoryBackend:
         # What ``find`` sees as of the last sync; None: every write at once.
         self._searchable: dict[str, tuple[dict[str, Any], int]] | None = {} if near_real_time else None
         self.syncs = 0
+        self.claims: dict[str, str] = {}
+        self._claims_visible: dict[str, str] | None = {} if near_real_time else None
 
     def sync(self) -> None:
         self.syncs += 1
         if self._searchable is not None:
             self._searchable = dict(self.docs)
+        if self._claims_visible is not None:
+            self._claims_visible = dict(self.claims)
+
+    def claimed(self, alert_id: str) -> str | None:
+        return (self.claims if self._claims_visible is None else self._claims_visible).get(alert_id)
+
+    def claim(self, alert_id: str, incident_id: str, now_ms: int) -> None:
+        self.claims[alert_id] = incident_id
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
         found = self.docs.get(incident_id)

@@ -300,9 +300,10 @@ def test_take_over_forgets_cached_keys_and_syncs_before_the_next_search():
     other = IncidentStore(backend, settings, Clock())
     other._open_by_key.put(first.key, first.id)
     other.record(sig(alert_doc(2, T0 + 30_000), settings))
+    syncs = backend.syncs
     store.take_over()
     third = store.record(sig(alert_doc(3, T0 + 60_000), settings))
-    assert backend.syncs == 2
+    assert backend.syncs == syncs + 1
     assert third.id == first.id and third.alert_ids == ["alert-1", "alert-2", "alert-3"]
 
 
@@ -340,3 +341,23 @@ def test_a_replay_is_recognized_by_the_latest_incident_of_its_key_across_partiti
     restarted.record(second)
     counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
     assert counts == [1, 1] and restarted.stats.duplicates == 2, "each alert counted once, in one incident"
+
+
+def test_an_alert_delivered_again_at_a_new_offset_is_not_counted_again():
+    # The detect stage crashed before its commit and produced the same alerts again: new offsets, same alert ids.
+    # They must not count again, even where the incident no longer lists them (past max_alert_ids) or a later
+    # incident of the key is the open one.
+    from dataclasses import replace
+
+    store, backend, settings = make_store(max_alert_ids=2, attach_window_s=3600)
+    first = [replace(sig(alert_doc(n, T0 + n * 1000), settings), position=("siem.alerts", 0, n)) for n in range(4)]
+    for signal in first:
+        store.record(signal)
+    later = store.record(replace(sig(alert_doc(9, T0 + 3 * 3_600_000), settings), position=("siem.alerts", 0, 9)))
+    restarted = IncidentStore(backend, settings, Clock())
+    for n, signal in enumerate(first):  # produced again after offset 9
+        again = restarted.record(replace(signal, position=("siem.alerts", 0, 20 + n)))
+        assert again.id != later.id
+    counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
+    assert counts == [1, 4] and restarted.stats.duplicates == 4
+    assert backend.claims[first[0].alert_id] == again.id
