@@ -4,7 +4,6 @@ with deterministic ids, offsets committed only after the bulk items are acknowle
 from __future__ import annotations
 
 import gzip
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -25,6 +24,7 @@ from tests.integration.pipeline_support import (
     topic_of,
     wait_for,
 )
+from tests.integration.reliability_support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -192,12 +192,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_metrics_endpoint_reports_what_both_stages_did(local_stack: LocalStack) -> None:
