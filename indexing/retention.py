@@ -6,9 +6,10 @@ data the two agree; logs replayed from an archive (``siem replay`` of last year'
 land in indices of old days but stay ``retention_days`` after the replay, as ILM's age would keep them, instead
 of disappearing at the next run.
 
-Only names this pipeline creates are touched: ``{prefix}-events-{dataset}-yyyy.mm.dd`` and
-``{prefix}-alerts-yyyy.mm.dd``. The DLQ and incidents indices are not daily and are never deleted here (a DLQ
-entry waits for a fix, an incident for its responder).
+Only names this pipeline creates are touched: ``{prefix}-events-{dataset}-yyyy.mm.dd``,
+``{prefix}-alerts-yyyy.mm.dd`` and ``{prefix}-incident-claims-yyyy.mm.dd`` (which incident took which alert, kept
+as long as the alerts). The DLQ and incidents indices are not daily and are never deleted here (a DLQ entry waits
+for a fix, an incident for its responder).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _daily_name(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(prefix)}-(?:events-.+|alerts)-(\d{{4}})\.(\d{{2}})\.(\d{{2}})$")
+    return re.compile(rf"^{re.escape(prefix)}-(?:events-.+|alerts|incident-claims)-(\d{{4}})\.(\d{{2}})\.(\d{{2}})$")
 
 
 def expired_indices(
@@ -54,7 +55,7 @@ def delete_expired(client: Elasticsearch, settings: ElasticsearchSettings, now: 
     """Delete the expired daily indices; returns their names. Safe to run from several processes at once."""
     prefix = settings.index_prefix
     found = client.indices.get_settings(
-        index=f"{prefix}-events-*,{prefix}-alerts-*",
+        index=f"{prefix}-events-*,{prefix}-alerts-*,{prefix}-incident-claims-*",
         name="index.creation_date",
         expand_wildcards="open,closed",
         allow_no_indices=True,
@@ -65,3 +66,4 @@ def delete_expired(client: Elasticsearch, settings: ElasticsearchSettings, now: 
         client.indices.delete(index=name, ignore_unavailable=True)
         log.info("retention: deleted %s (older than %d days)", name, settings.retention_days)
     return expired
+

@@ -276,6 +276,18 @@ def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
             "priority": 200,
             "_meta": {"managed_by": "siem-pipeline"},
         },
+        f"{prefix}-incident-claims": {  # which incident took each alert (the incident store's replay check)
+            "index_patterns": [f"{prefix}-incident-claims-*"],
+            "template": {
+                "settings": {"index": {"number_of_shards": 1, "number_of_replicas": settings.index_replicas}},
+                "mappings": {
+                    "dynamic": False,
+                    "properties": {"incident_id": {"type": "keyword"}, "claimed_ms": {"type": "long"}},
+                },
+            },
+            "priority": 200,
+            "_meta": {"managed_by": "siem-pipeline"},
+        },
         f"{prefix}-dlq": {
             "index_patterns": [f"{prefix}-dlq*"],
             "template": _component(settings, DLQ_PROPERTIES, 200),

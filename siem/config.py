@@ -139,10 +139,10 @@ class ElasticsearchSettings(_Component):
     def incidents_index(self) -> str:
         return f"{self.index_prefix}-incidents"
 
-    @property
-    def incident_claims_index(self) -> str:
-        """Which incident took each alert (one small document per alert id): the incident store's replay check."""
-        return f"{self.index_prefix}-incident-claims"
+    def incident_claims_index(self, day: str) -> str:
+        """Which incident took each alert (one small document per alert id, in the alert's day): the incident
+        store's replay check; daily, so the retention job drops the claims with their alerts."""
+        return f"{self.index_prefix}-incident-claims-{day}"
 
     @property
     def dlq_index(self) -> str:

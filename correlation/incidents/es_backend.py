@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
@@ -51,19 +51,18 @@ def build_query(flt: IncidentFilter) -> dict[str, Any]:
     return {"bool": {"filter": clauses}} if clauses else {"match_all": {}}
 
 
-CLAIMS_MAPPINGS: dict[str, Any] = {
-    "dynamic": False,
-    "properties": {"incident_id": {"type": "keyword"}, "claimed_ms": {"type": "long"}},
-}
-
-
 class ElasticsearchBackend:
     def __init__(
-        self, client: Elasticsearch, index: str, refresh: bool = True, claims_index: str | None = None
+        self,
+        client: Elasticsearch,
+        index: str,
+        refresh: bool = True,
+        claims_index: Callable[[str], str] | None = None,
     ) -> None:
         self.client = client
         self.index = index
-        # Which incident took each alert (``claimed``/``claim``); None: no claims (a responder's command line).
+        # Daily index (by the alert's day) of which incident took each alert (``claimed``/``claim``); None: no
+        # claims (a responder's command line).
         self.claims_index = claims_index
         # ``refresh``: make each write searchable at once (an explicit refresh; "wait_for" would park every write
         # for up to the refresh interval). Right for a responder's command-line change: the next list shows it.
@@ -74,38 +73,33 @@ class ElasticsearchBackend:
 
     def sync(self) -> None:
         """Make every acknowledged write searchable (an explicit refresh of the incidents and claims indices)."""
-        indices = ",".join(i for i in (self.index, self.claims_index) if i)
+        indices = self.index + (f",{self.claims_index('*')}" if self.claims_index else "")
         self.client.indices.refresh(index=indices, ignore_unavailable=True, allow_no_indices=True)
 
     def ensure_index(self) -> None:
-        self._ensure(self.index, MAPPINGS)
-        if self.claims_index:
-            self._ensure(self.claims_index, CLAIMS_MAPPINGS)
-
-    def _ensure(self, index: str, mappings: dict[str, Any]) -> None:
-        if not self.client.indices.exists(index=index):
+        if not self.client.indices.exists(index=self.index):
             try:
-                self.client.indices.create(index=index, mappings=mappings)
+                self.client.indices.create(index=self.index, mappings=MAPPINGS)
             except Exception as exc:  # created concurrently by another process
                 if "resource_already_exists_exception" not in str(exc):
                     raise
 
-    def claimed(self, alert_id: str) -> str | None:
+    def claimed(self, alert_id: str, day: str) -> str | None:
         """The incident that took ``alert_id``, as of the last ``sync`` (not real-time: a real-time GET of a
         document written since the last refresh makes Elasticsearch refresh the shard; the store remembers its
         own recent claims instead)."""
         if not self.claims_index:
             return None
         try:
-            resp = self.client.get(index=self.claims_index, id=alert_id, realtime=False)
+            resp = self.client.get(index=self.claims_index(day), id=alert_id, realtime=False)
         except NotFoundError:
             return None
         return str(resp["_source"]["incident_id"])
 
-    def claim(self, alert_id: str, incident_id: str, now_ms: int) -> None:
+    def claim(self, alert_id: str, day: str, incident_id: str, now_ms: int) -> None:
         if self.claims_index:
             self.client.index(
-                index=self.claims_index, id=alert_id, document={"incident_id": incident_id, "claimed_ms": now_ms}
+                index=self.claims_index(day), id=alert_id, document={"incident_id": incident_id, "claimed_ms": now_ms}
             )
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:

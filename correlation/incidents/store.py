@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from correlation.incidents.builder import Signal, already_attached, attach, is_attachable, open_incident
@@ -55,8 +56,9 @@ class IncidentBackend(Protocol):
     def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version: ...
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...  # near-real-time, like a search
     def sync(self) -> None: ...  # make every acknowledged write visible to ``find`` and ``claimed``
-    def claimed(self, alert_id: str) -> str | None: ...  # the incident that took the alert, as of the last sync
-    def claim(self, alert_id: str, incident_id: str, now_ms: int) -> None: ...
+    # the incident that took the alert (``day``: the alert's, yyyy.mm.dd), as of the last sync
+    def claimed(self, alert_id: str, day: str) -> str | None: ...
+    def claim(self, alert_id: str, day: str, incident_id: str, now_ms: int) -> None: ...
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
 
 
@@ -183,7 +185,7 @@ class IncidentStore:
                 return current.incident
         incident = self._record(signal)
         if signal.kind == "detection":
-            self.backend.claim(signal.alert_id, incident.id, self.clock_ms())
+            self.backend.claim(signal.alert_id, _day(signal.timestamp_ms), incident.id, self.clock_ms())
             self._claims.put(signal.alert_id, incident.id)
         return incident
 
@@ -194,7 +196,7 @@ class IncidentStore:
         if known is not None:
             return known
         self._sync_once()
-        return self.backend.claimed(signal.alert_id)
+        return self.backend.claimed(signal.alert_id, _day(signal.timestamp_ms))
 
     def _sync_once(self) -> None:
         if self._sync_before_search:
@@ -283,6 +285,11 @@ class IncidentStore:
         return sorted(docs, key=lambda d: str(d.get("@timestamp", "")))
 
 
+def _day(timestamp_ms: int) -> str:
+    """The alert's day, ``yyyy.mm.dd`` (its claim lives in that day's index, dropped with its alerts)."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y.%m.%d")
+
+
 def matches_filter(doc: dict[str, Any], flt: IncidentFilter) -> bool:
     """The filter semantics, in Python (MemoryBackend; also documents what the ES query does)."""
     checks = [
@@ -320,10 +327,10 @@ class MemoryBackend:
         if self._claims_visible is not None:
             self._claims_visible = dict(self.claims)
 
-    def claimed(self, alert_id: str) -> str | None:
+    def claimed(self, alert_id: str, day: str) -> str | None:
         return (self.claims if self._claims_visible is None else self._claims_visible).get(alert_id)
 
-    def claim(self, alert_id: str, incident_id: str, now_ms: int) -> None:
+    def claim(self, alert_id: str, day: str, incident_id: str, now_ms: int) -> None:
         self.claims[alert_id] = incident_id
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:

@@ -36,22 +36,23 @@ def test_retention_deletes_expired_daily_indices_and_nothing_else(local_stack: L
     names = [
         f"{prefix}-events-aws.cloudtrail-2019.01.01",
         f"{prefix}-alerts-{today:%Y.%m.%d}",
+        f"{prefix}-incident-claims-2019.01.01",  # claims go with their alerts
         f"{prefix}-events-k8s.audit-{in_five_days}",
         f"{prefix}-dlq",
         f"{prefix}-incidents",
         f"{prefix}x-events-aws.cloudtrail-2019.01.01",
     ]
+    es_settings = ElasticsearchSettings(index_prefix=prefix, retention_days=30)
     try:
         for name in names:
             es.indices.create(index=name)
-        es_settings = ElasticsearchSettings(index_prefix=prefix, retention_days=30)
         # Created just now: an archive replayed into 2019's index stays (its creation is recent).
         assert delete_expired(es, es_settings) == []
         # 31 days on: the 2019 index and today's are past retention, the future day and the rest stay.
         later = datetime.now(UTC) + timedelta(days=31)
-        assert delete_expired(es, es_settings, now=later) == sorted(names[:2])
+        assert delete_expired(es, es_settings, now=later) == sorted(names[:3])
         remaining = set(es.indices.get(index=f"{prefix}-*,{prefix}x-*").body)
-        assert remaining == set(names[2:])
+        assert remaining == set(names[3:])
     finally:
         es.indices.delete(index=f"{prefix}-*,{prefix}x-*", ignore_unavailable=True, allow_no_indices=True)
 

@@ -38,6 +38,7 @@ def test_retention_deletes_only_our_daily_indices_past_both_their_day_and_their_
     indices = {
         "siem-events-aws.cloudtrail-2026.10.01": created_long_ago,  # expired
         "siem-alerts-2026.10.22": created_long_ago,  # 31 days before: expired
+        "siem-incident-claims-2026.10.22": created_long_ago,  # the claims of those alerts: expired with them
         "siem-events-k8s.audit-2026.10.23": created_long_ago,  # exactly 30 days before: kept
         "siem-events-aws.cloudtrail-2026.11.22": NOW_MS,  # today
         "siem-events-aws.cloudtrail-2019.03.01": NOW_MS - DAY_MS,  # replayed yesterday from an archive: kept
@@ -50,6 +51,7 @@ def test_retention_deletes_only_our_daily_indices_past_both_their_day_and_their_
     assert expired_indices(indices, "siem", 30, NOW) == [
         "siem-alerts-2026.10.22",
         "siem-events-aws.cloudtrail-2026.10.01",
+        "siem-incident-claims-2026.10.22",
     ]
     assert expired_indices(indices, "siem", 60, NOW) == []
 
