@@ -194,44 +194,37 @@ class KafkaRecordConsumer:
 
 
 class KafkaEndOffsets:
-    """End offsets of every partition of some topics, from a consumer outside any group (it never joins or
-    commits, so the pipeline's groups do not rebalance because of it). One thread at a time."""
+    """End offsets of topic partitions, from a consumer outside any group (it never joins or commits, so the
+    pipeline's groups do not rebalance because of it), each request bounded by ``timeout_s``: the silent-source
+    check and the /healthz probe. The consumer is built on first use, on the thread that uses it; one thread at a
+    time per instance."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
-        self._consumer = KafkaConsumer(**settings.client_options(), enable_auto_commit=False)
-
-    def __call__(self, topics: list[str]) -> dict[Partition, int]:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(self._consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return {}
-        return {(tp.topic, tp.partition): int(end) for tp, end in self._consumer.end_offsets(partitions).items()}
-
-    def close(self) -> None:
-        self._consumer.close(autocommit=False)
-
-
-class KafkaReachability:
-    """Asks the broker for one partition's end offset, bounded by ``timeout_s`` (the /healthz probe)."""
-
-    def __init__(self, settings: KafkaSettings, topic: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, settings: KafkaSettings, timeout_s: float = 5.0) -> None:
         self._settings = settings
-        self._partition = TopicPartition(topic, 0)
         self._timeout_ms = int(timeout_s * 1000)
         self._consumer: KafkaConsumer | None = None
 
-    def __call__(self) -> None:
-        if self._consumer is None:  # built on first use, on the probing thread (a consumer is single-threaded)
+    def _client(self) -> KafkaConsumer:
+        if self._consumer is None:
             self._consumer = KafkaConsumer(
                 **self._settings.client_options(),
                 enable_auto_commit=False,
                 request_timeout_ms=self._timeout_ms,
                 fetch_max_wait_ms=min(100, self._timeout_ms // 2),
             )
-        self._consumer.end_offsets([self._partition], timeout_ms=self._timeout_ms)
+        return self._consumer
+
+    def of(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Raises (``KafkaTimeoutError``) when the broker does not answer within the timeout."""
+        tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+        ends = self._client().end_offsets(tps, timeout_ms=self._timeout_ms)
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+    def __call__(self, topics: list[str]) -> dict[Partition, int]:
+        """Every partition of ``topics``."""
+        client = self._client()
+        partitions = [(t, p) for t in topics for p in sorted(client.partitions_for_topic(t) or ())]
+        return self.of(partitions) if partitions else {}
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -203,13 +203,15 @@ class StageRunner:
             key = (token.source, token.kind)
             by_source[key] = by_source.get(key, 0) + 1
             acknowledge(token.topic, token.partition, token.offset)
-        kinds: dict[str, int] = {}
+        stats = self.stats
         for (source, kind), count in by_source.items():
             metrics.EMITTED.labels(self.name, source, kind).inc(count)
-            kinds[kind] = kinds.get(kind, 0) + count
-        self.stats.alerts += kinds.get("alert", 0)
-        self.stats.dlq += kinds.get("dlq", 0)
-        self.stats.indexed += sum(count for kind, count in kinds.items() if kind not in ("alert", "dlq"))
+            if kind == "alert":
+                stats.alerts += count
+            elif kind == "dlq":
+                stats.dlq += count
+            else:
+                stats.indexed += count
 
     def _reject(self, action: BulkAction, status: int, error_type: str, reason: str) -> None:
         token: Token = action.token

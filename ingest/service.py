@@ -28,7 +28,6 @@ from ingest.jobs import service_jobs, service_scheduler
 from ingest.kafka_io import (
     KafkaEndOffsets,
     KafkaMessageProducer,
-    KafkaReachability,
     KafkaRecordConsumer,
     Partition,
     ensure_topics,
@@ -227,14 +226,18 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
         from ingest.correlate import build_correlate_runner
 
         runners.append(build_correlate_runner(settings, correlations, client))
-    kafka_reachability = KafkaReachability(settings.kafka, next(iter(settings.kafka.raw_topics)))
-    closers.append(kafka_reachability.close)
+    probe_offsets = KafkaEndOffsets(settings.kafka)  # its own consumer: the probe job may run beside the check above
+    closers.append(probe_offsets.close)
+    probed_partition = (next(iter(settings.kafka.raw_topics)), 0)
     probe_client = client.options(request_timeout=5, max_retries=0)
+
+    def kafka_answers() -> None:
+        probe_offsets.of([probed_partition])  # raises when it does not
 
     def elasticsearch_answers() -> None:
         probe_client.cluster.health()  # raises when it does not
 
-    probe = ConnectivityProbe(kafka_reachability, elasticsearch_answers)
+    probe = ConnectivityProbe(kafka_answers, elasticsearch_answers)
     jobs = service_scheduler(
         service_jobs(settings, client, rules if "detect" in stages else None, silence, probe)
     )

@@ -22,15 +22,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from elasticsearch import ConflictError
 
-from correlation.detection.alerts import alert_id
+from correlation.detection.alerts import SEVERITY, alert_id
+from correlation.windows.documents import day, iso, threat_block
 from ingest import metrics
 from ingest.alert_messages import encode_incident_alert
-from ingest.detect import day_of
 from ingest.kafka_io import MessageProducer
 from siem.config import Settings
 
@@ -38,8 +37,7 @@ log = logging.getLogger(__name__)
 
 RULE_ID = "siem-silent-source"
 RULE_NAME = "Log source went silent"
-SEVERITY = {"informational": (10, 10.0), "low": (21, 21.0), "medium": (47, 47.0), "high": (73, 73.0),
-            "critical": (99, 99.0)}
+TAGS = ["attack.defense-evasion", "attack.t1562.008"]  # Impair Defenses: Disable or Modify Cloud Logs
 
 
 class EndOffsets(Protocol):
@@ -100,7 +98,7 @@ class SilentSourceWatcher:
             if state.alerted or now - state.changed_at < minutes * 60:
                 continue
             document = self._alert(source, topics, minutes, offsets, state.changed_at, now)
-            self._deliver(document)
+            self._deliver(document, day(int(now * 1000)))
             state.alerted = True
             raised.append(document)
         return raised
@@ -115,8 +113,8 @@ class SilentSourceWatcher:
         now: float,
     ) -> dict[str, Any]:
         level = self._settings.pipeline.silent_alert_level
-        severity, risk = SEVERITY[level]
-        timestamp = _iso(now)
+        severity, risk = SEVERITY[level]  # as a Sigma rule's alert of that level
+        timestamp = iso(int(now * 1000))
         positions = ",".join(f"{t}/{p}@{o}" for (t, p), o in offsets)
         return {
             "@timestamp": timestamp,
@@ -131,21 +129,20 @@ class SilentSourceWatcher:
             },
             "rule": {"id": RULE_ID, "uuid": RULE_ID, "name": RULE_NAME, "ruleset": "siem-pipeline",
                      "description": "A configured log source stopped sending records (pipeline.silent_sources)."},
-            "tags": ["attack.defense-evasion", "attack.t1562.008"],
-            "threat": {"framework": "MITRE ATT&CK", "tactic": {"name": ["defense-evasion"]},
-                       "technique": {"id": ["T1562.008"], "name": ["Disable or Modify Cloud Logs"]}},
+            "tags": TAGS,
+            "threat": threat_block(TAGS),
             "siem": {
                 "level": level,
                 "silent_source": source,
-                "silence": {"topics": topics, "minutes": minutes, "since": _iso(quiet_since),
+                "silence": {"topics": topics, "minutes": minutes, "since": iso(int(quiet_since * 1000)),
                             "end_offsets": positions},
             },
         }
 
-    def _deliver(self, document: dict[str, Any]) -> None:
+    def _deliver(self, document: dict[str, Any], alert_day: str) -> None:
         es = self._settings.elasticsearch
         doc_id = document["event"]["id"]
-        index = es.alerts_index(day_of(document["@timestamp"]))
+        index = es.alerts_index(alert_day)
         try:
             self._client.index(index=index, id=doc_id, document=document, op_type="create")
         except ConflictError:  # the same silence, already raised (restart, rebalance): keep the first one
@@ -155,8 +152,4 @@ class SilentSourceWatcher:
         self._producer.flush(timeout_s=30)
         metrics.ALERTS.labels(RULE_ID).inc()
         log.warning("%s: %s", RULE_NAME, document["message"])
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from correlation.incidents.builder import Signal, already_attached, attach, is_attachable, open_incident
 from correlation.incidents.model import ACTIVE, LEVEL_SCORE, Incident, Status
+from correlation.windows.documents import day
 from siem.config import IncidentSettings
 from siem.errors import IndexingError
 
@@ -185,7 +185,7 @@ class IncidentStore:
                 return current.incident
         incident = self._record(signal)
         if signal.kind == "detection":
-            self.backend.claim(signal.alert_id, _day(signal.timestamp_ms), incident.id, self.clock_ms())
+            self.backend.claim(signal.alert_id, day(signal.timestamp_ms), incident.id, self.clock_ms())
             self._claims.put(signal.alert_id, incident.id)
         return incident
 
@@ -196,7 +196,7 @@ class IncidentStore:
         if known is not None:
             return known
         self._sync_once()
-        return self.backend.claimed(signal.alert_id, _day(signal.timestamp_ms))
+        return self.backend.claimed(signal.alert_id, day(signal.timestamp_ms))
 
     def _sync_once(self) -> None:
         if self._sync_before_search:
@@ -283,11 +283,6 @@ class IncidentStore:
         docs = [{"kind": "alert", **d} for d in self.backend.fetch(alerts_pattern, incident.alert_ids)]
         docs += [{"kind": "event", **d} for d in self.backend.fetch(events_pattern, incident.evidence_event_ids)]
         return sorted(docs, key=lambda d: str(d.get("@timestamp", "")))
-
-
-def _day(timestamp_ms: int) -> str:
-    """The alert's day, ``yyyy.mm.dd`` (its claim lives in that day's index, dropped with its alerts)."""
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y.%m.%d")
 
 
 def matches_filter(doc: dict[str, Any], flt: IncidentFilter) -> bool:
