@@ -449,8 +449,7 @@ def main() -> int:
                 )
             if correlate is not None:
                 print(
-                    f"    correlate stage: {correlate.stats.records} alert messages consumed so far "
-                    f"(incident writes are synchronous, one alert at a time)",
+                    f"    correlate stage: {correlate.stats.records} alert messages consumed so far",
                     flush=True,
                 )
     finally:

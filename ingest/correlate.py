@@ -9,13 +9,15 @@ Per record of ``siem.alerts`` (see :mod:`ingest.alert_messages`):
 * an :class:`IncidentAlert` (a severe single detection) becomes an incident update;
 * anything undecodable becomes a DLQ entry; the stage never raises on bad input.
 
-Incident updates are synchronous Elasticsearch writes (optimistic concurrency, idempotent per alert id). When
-Elasticsearch is unreachable they are retried here, with capped exponential backoff, for as long as the stage
-runs: the consumer loop stalls (which is the backpressure we want: nothing is read that could not be stored).
-If the stage is stopped while still failing, :class:`IncidentStoreUnavailable` propagates out of ``process``:
-the record is never tracked, so its offset is not committed and it is re-read on restart (its correlation
-alert and incident update are idempotent). A stall longer than ``max_poll_interval_ms`` makes Kafka move the
-partitions to another member, which then does the same work idempotently.
+Incident updates are written once per poll batch (``end_batch``: one bulk request for the incidents the batch
+changed, one for the alerts' claims; optimistic concurrency, idempotent per alert id). The records that carried
+signals are ``deferred``: their offsets are held back until that write succeeds. When Elasticsearch is
+unreachable the batch is retried here, with capped exponential backoff, for as long as the stage runs: the
+consumer loop stalls (which is the backpressure we want: nothing is read that could not be stored). If the stage
+is stopped while still failing, :class:`IncidentStoreUnavailable` propagates out of ``end_batch``: the deferred
+records are never finished, so their offsets are not committed and they are re-read on restart (their
+correlation alerts and incident updates are idempotent). A stall longer than ``max_poll_interval_ms`` makes Kafka
+move the partitions to another member, which then does the same work idempotently.
 
 Restart / rebalance (design.md): on every assignment the engine is rebuilt from scratch for the whole
 assignment (kafka-python's default assignors are eager: each rebalance revokes and re-assigns everything, and
@@ -39,7 +41,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from correlation.incidents.builder import Signal, signal_from_alert, signal_from_match
 from correlation.incidents.es_backend import ElasticsearchBackend
-from correlation.incidents.store import IncidentStore
+from correlation.incidents.store import BackendUnavailable, IncidentStore
 from correlation.windows.clock import SystemClock
 from correlation.windows.documents import correlation_alert, day
 from correlation.windows.engine import CorrelationEngine
@@ -83,6 +85,8 @@ class IncidentStoreUnavailable(PipelineError):
 
 
 def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, BackendUnavailable):
+        return True
     if isinstance(exc, ApiError):
         return exc.meta.status == 429 or exc.meta.status >= 500
     return isinstance(exc, elastic_transport.TransportError | OSError)
@@ -110,6 +114,7 @@ class CorrelateStage:
         self._incidents = incidents
         self.lock = lock
         self._store_lock = threading.Lock()  # the timer thread and the consumer loop both record incidents
+        self._batch: list[Signal] = []  # incident signals of the poll batch being processed (see end_batch)
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._stop = threading.Event()
@@ -159,7 +164,8 @@ class CorrelateStage:
             return outputs
         if isinstance(message, IncidentAlert):
             if signal is not None:
-                self._record_incidents([replace(signal, position=(record.topic, record.partition, record.offset))])
+                self._batch.append(replace(signal, position=(record.topic, record.partition, record.offset)))
+                outputs.deferred = True
             return outputs
         with self.lock:
             late_before = self.engine.stats.late
@@ -170,8 +176,17 @@ class CorrelateStage:
                 self._dropped_late.inc()
         token = Token(record.topic, record.partition, record.offset, "alert", SOURCE)
         signals = self._emit(matches, outputs, token)
-        self._record_incidents(signals)
+        if signals:
+            self._batch.extend(signals)
+            outputs.deferred = True
         return outputs
+
+    def end_batch(self) -> None:
+        """Records the poll batch's incident signals: one incident write and one claims write per batch, not two
+        requests per alert (a burst of alerts would otherwise hold the stage to a few hundred alerts a second)."""
+        signals, self._batch = self._batch, []
+        if signals:
+            self._record_incidents(signals)
 
     def _alert_signal(self, message: IncidentAlert) -> Signal | None:
         if not isinstance(message.document, dict):
@@ -200,29 +215,28 @@ class CorrelateStage:
         return signals
 
     def _record_incidents(self, signals: list[Signal]) -> None:
-        for signal in signals:
-            self._record_one(signal)
-
-    def _record_one(self, signal: Signal) -> None:
+        """All of ``signals`` into incidents, retried as a whole while Elasticsearch cannot take them."""
         delay = self._backoff_base_s
         while True:
             try:
                 with self._store_lock:
-                    self._incidents.record(signal)
-                metrics.INCIDENTS.labels("recorded").inc()
+                    self._incidents.record_batch(signals)
+                metrics.INCIDENTS.labels("recorded").inc(len(signals))
                 return
             except Exception as exc:
                 if not _retryable(exc):
-                    # A permanent refusal (4xx) or a bug: retrying cannot help. The correlation alert itself
-                    # is still indexed; say so loudly and count it.
-                    log.exception("incident update for %s (key %s) failed for good", signal.alert_id, signal.key)
-                    metrics.FAILED.labels(STAGE, SOURCE, "incident_error").inc()
+                    # A permanent refusal (4xx) or a bug: retrying cannot help. The correlation alerts themselves
+                    # are still indexed; say so loudly and count them.
+                    log.exception(
+                        "incident update for %d alerts (%s...) failed for good", len(signals), signals[0].alert_id
+                    )
+                    metrics.FAILED.labels(STAGE, SOURCE, "incident_error").inc(len(signals))
                     return
                 log.warning("incident store unavailable (%s); retrying in %.1fs", exc, delay)
                 metrics.FAILED.labels(STAGE, SOURCE, "incident_retry").inc()
                 if self._stop.wait(delay):
                     raise IncidentStoreUnavailable(
-                        f"incident update for alert {signal.alert_id} not stored before shutdown: {exc}"
+                        f"incident updates for {len(signals)} alerts not stored before shutdown: {exc}"
                     ) from exc
                 delay = min(self._backoff_max_s, delay * 2)
 

@@ -60,6 +60,9 @@ class Token:
 class RecordOutputs:
     actions: list[BulkAction] = field(default_factory=list)
     kafka_messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)  # topic, key, value
+    # The stage finishes the record in ``end_batch`` (the correlate stage writes incidents once per poll batch):
+    # its offset is held back until then.
+    deferred: bool = False
 
 
 def day_of(timestamp: str) -> str:
@@ -180,6 +183,9 @@ class DetectStage:
         body = entry.to_bytes()
         _index_action(outputs, record, source, "dlq", self._es.dlq_index, entry.doc_id, body)
         outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), body))
+
+    def end_batch(self) -> None:
+        """Nothing is left to do at the end of a poll batch: every record is finished in ``process``."""
 
     def dead_letter_rejection(
         self,

@@ -35,6 +35,10 @@ class Stage(Protocol):
 
     def process(self, record: SourceRecord) -> RecordOutputs: ...
 
+    # Called after the last ``process`` of a poll batch, before anything of the batch is committed: finishes the
+    # records whose outputs said ``deferred``. Raising leaves them unfinished (their offsets are not committed).
+    def end_batch(self) -> None: ...
+
     def dead_letter_rejection(
         self, token: Token, original: bytes, status: int, error_type: str, reason: str, index: str, doc_id: str
     ) -> RecordOutputs: ...
@@ -75,6 +79,7 @@ class StageRunner:
         self._sink = sink
         self._producer = producer
         self._tracker = OffsetTracker()
+        self._deferred: list[tuple[str, int, int]] = []  # records of this poll batch the stage finishes at its end
         self._poll_timeout_ms = poll_timeout_ms
         self._poll_max_records = poll_max_records
         self._shutdown_timeout_s = shutdown_timeout_s
@@ -135,6 +140,8 @@ class StageRunner:
                 # rather than after the whole poll batch, so it does not sit idle while this thread parses.
                 self._flush_once(eager=True)
         if records:
+            self._end_batch()
+        if records:
             self._pending_gauge.set(self._sink.pending)
         # A short poll means the stage has caught up with its partitions: send what is buffered now rather than
         # when the batch is full or old (latency), as soon as no request is in flight.
@@ -168,8 +175,17 @@ class StageRunner:
     def _handle(self, record: SourceRecord) -> None:
         outputs = self._stage.process(record)
         self.stats.records += 1
-        self._tracker.track(record.topic, record.partition, record.offset, len(outputs.actions))
+        self._tracker.track(record.topic, record.partition, record.offset, len(outputs.actions) + outputs.deferred)
+        if outputs.deferred:
+            self._deferred.append((record.topic, record.partition, record.offset))
         self._enqueue(outputs)
+
+    def _end_batch(self) -> None:
+        self._stage.end_batch()
+        acknowledge = self._tracker.acknowledge
+        for topic, partition, offset in self._deferred:
+            acknowledge(topic, partition, offset)
+        self._deferred.clear()
 
     def _enqueue(self, outputs: RecordOutputs) -> None:
         for action in outputs.actions:

@@ -8,7 +8,15 @@ from typing import Any
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
 from correlation.incidents.model import LEVEL_SCORE
-from correlation.incidents.store import IncidentFilter, Version, VersionConflict
+from correlation.incidents.store import (
+    BackendUnavailable,
+    Claim,
+    IncidentFilter,
+    IncidentWrite,
+    Version,
+    VersionConflict,
+)
+from siem.errors import IndexingError
 
 MAPPINGS: dict[str, Any] = {
     "dynamic": True,
@@ -84,23 +92,73 @@ class ElasticsearchBackend:
                 if "resource_already_exists_exception" not in str(exc):
                     raise
 
-    def claimed(self, alert_id: str, day: str) -> str | None:
-        """The incident that took ``alert_id``, as of the last ``sync`` (not real-time: a real-time GET of a
-        document written since the last refresh makes Elasticsearch refresh the shard; the store remembers its
-        own recent claims instead)."""
-        if not self.claims_index:
-            return None
-        try:
-            resp = self.client.get(index=self.claims_index(day), id=alert_id, realtime=False)
-        except NotFoundError:
-            return None
-        return str(resp["_source"]["incident_id"])
+    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """Which of ``alerts`` (alert id, day) an incident took, as of the last ``sync``, in one multi-get. Not
+        real-time: a real-time GET of a document written since the last refresh makes Elasticsearch refresh the
+        shard; the store remembers its own recent claims instead."""
+        if not self.claims_index or not alerts:
+            return {}
+        docs = [{"_index": self.claims_index(day), "_id": alert_id} for alert_id, day in alerts]
+        resp = self.client.mget(docs=docs, realtime=False, filter_path="docs._id,docs.found,docs._source,docs.error")
+        claimed: dict[str, str] = {}
+        for doc in resp.body.get("docs", []):
+            # a day whose claims index does not exist yet answers with an index_not_found error: not claimed
+            if doc.get("found"):
+                claimed[str(doc["_id"])] = str(doc["_source"]["incident_id"])
+        return claimed
 
-    def claim(self, alert_id: str, day: str, incident_id: str, now_ms: int) -> None:
-        if self.claims_index:
-            self.client.index(
-                index=self.claims_index(day), id=alert_id, document={"incident_id": incident_id, "claimed_ms": now_ms}
-            )
+    def claim_many(self, claims: Sequence[Claim], now_ms: int) -> None:
+        if not self.claims_index or not claims:
+            return
+        operations: list[dict[str, Any]] = []
+        for alert_id, day, incident_id in claims:
+            operations.append({"index": {"_index": self.claims_index(day), "_id": alert_id}})
+            operations.append({"incident_id": incident_id, "claimed_ms": now_ms})
+        self._bulk(operations)
+
+    def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]:
+        """Creates and optimistic-concurrency replaces in one bulk request; None for a write whose version
+        changed (or whose incident exists, for a create)."""
+        operations: list[dict[str, Any]] = []
+        for write in writes:
+            if write.version is None:
+                operations.append({"create": {"_index": self.index, "_id": write.incident_id}})
+            else:
+                seq_no, term = write.version
+                operations.append(
+                    {"index": {"_index": self.index, "_id": write.incident_id, "if_seq_no": seq_no,
+                               "if_primary_term": term}}
+                )
+            operations.append(write.doc)
+        results: list[Version | None] = []
+        for outcome in self._bulk(operations):
+            if outcome["status"] == 409:
+                results.append(None)
+            else:
+                results.append((int(outcome["_seq_no"]), int(outcome["_primary_term"])))
+        return results
+
+    def _bulk(self, operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per operation its outcome (status, version); raises when an item failed other than by a conflict:
+        :class:`BackendUnavailable` for 429/5xx (retry), :class:`IndexingError` otherwise."""
+        resp = self.client.bulk(
+            operations=operations,
+            refresh=self.refresh,
+            filter_path="items.*.status,items.*._seq_no,items.*._primary_term,items.*.error.type,items.*.error.reason",
+        )
+        outcomes = [next(iter(item.values())) for item in resp.body.get("items", [])]
+        if len(outcomes) * 2 != len(operations):
+            raise IndexingError(f"bulk answered {len(outcomes)} items for {len(operations) // 2} operations")
+        for outcome in outcomes:
+            status = int(outcome["status"])
+            if status < 300 or status == 409:
+                continue
+            error = outcome.get("error", {})
+            message = f"incident store write refused with HTTP {status}: {error.get('type')}: {error.get('reason')}"
+            if status == 429 or status >= 500:
+                raise BackendUnavailable(message)
+            raise IndexingError(message)
+        return outcomes
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
         try:

@@ -50,15 +50,33 @@ class Versioned:
 Version = tuple[int, int]  # (seq_no, primary_term) of a write
 
 
+@dataclass(frozen=True)
+class IncidentWrite:
+    """One incident document to write: on top of ``version`` (optimistic concurrency), or created (``None``)."""
+
+    incident_id: str
+    doc: dict[str, Any]
+    version: Version | None
+
+
+Claim = tuple[str, str, str]  # alert id, the alert's day (yyyy.mm.dd), id of the incident that took it
+
+
+class BackendUnavailable(Exception):
+    """Elasticsearch could not take part of a request right now (an item refused with 429 or 5xx): retry."""
+
+
 class IncidentBackend(Protocol):
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None: ...
     def create(self, incident_id: str, doc: dict[str, Any]) -> Version: ...  # VersionConflict if it exists
     def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version: ...
+    # Many writes in one request; per write its new version, or None on a version conflict.
+    def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]: ...
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...  # near-real-time, like a search
-    def sync(self) -> None: ...  # make every acknowledged write visible to ``find`` and ``claimed``
-    # the incident that took the alert (``day``: the alert's, yyyy.mm.dd), as of the last sync
-    def claimed(self, alert_id: str, day: str) -> str | None: ...
-    def claim(self, alert_id: str, day: str, incident_id: str, now_ms: int) -> None: ...
+    def sync(self) -> None: ...  # make every acknowledged write visible to ``find`` and ``claimed_many``
+    # alert id -> the incident that took it, for those of ``alerts`` (alert id, day) claimed as of the last sync
+    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, str]: ...
+    def claim_many(self, claims: Sequence[Claim], now_ms: int) -> None: ...
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
 
 
@@ -109,6 +127,15 @@ class RecentCache(Generic[K, V]):
 
 
 @dataclass
+class _PendingWrite:
+    """An incident changed in memory during a batch, written at its end."""
+
+    incident: Incident
+    base: Version | None  # the version the change was made on; None: a new incident
+    signals: list[tuple[int, Signal]]  # (place in the batch, signal) that changed it, to apply again on a conflict
+
+
+@dataclass
 class IncidentStore:
     backend: IncidentBackend
     settings: IncidentSettings
@@ -128,6 +155,10 @@ class IncidentStore:
         self._open_by_key = RecentCache(self.settings.cache_size)
         self._written = RecentCache(self.settings.cache_size)
         self._claims: RecentCache[str, str] = RecentCache(self.settings.cache_size)  # alert id -> incident id
+        # the batch being recorded (see record_batch)
+        self._pending: dict[str, _PendingWrite] = {}
+        self._placed: dict[int, str] = {}  # place in the batch -> incident id that took (or had taken) the signal
+        self._batch_claims: dict[str, str] = {}  # alert id -> incident id, claimed by this batch
 
     def get(self, incident_id: str) -> Versioned | None:
         self.stats.reads += 1
@@ -139,16 +170,12 @@ class IncidentStore:
 
     def update(self, incident_id: str, mutate: Mutation) -> Incident:
         """Read (or take the version this store last wrote), mutate, write with optimistic concurrency; on a
-        conflict read again and retry."""
+        conflict read again and retry. One write per call: a responder's change, not the pipeline's path."""
         remembered = self._written.get(incident_id)
         for _ in range(self.settings.update_retries):
             # A copy: the mutation changes the incident in place, and a failed write must not leave it changed.
             cached = remembered is not None
-            current = (
-                Versioned(remembered.incident.model_copy(deep=True), remembered.seq_no, remembered.primary_term)
-                if remembered is not None
-                else self.get(incident_id)
-            )
+            current = _copy(remembered) if remembered is not None else self.get(incident_id)
             remembered = None
             if current is None:
                 raise IndexingError("incident not found", doc_id=incident_id)
@@ -170,96 +197,185 @@ class IncidentStore:
         raise IndexingError(f"gave up after {self.settings.update_retries} version conflicts", doc_id=incident_id)
 
     def record(self, signal: Signal) -> Incident:
-        """Attach ``signal`` to the open incident with its key, or open a new one; an alert an incident already
-        took (its message delivered again) changes nothing.
+        """:meth:`record_batch` of one signal; returns the incident that took it."""
+        incident_id = self.record_batch([signal])[0]
+        remembered = self._written.get(incident_id)
+        current = remembered if remembered is not None else self.get(incident_id)
+        if current is None:
+            raise IndexingError("incident not found", doc_id=incident_id)
+        return current.incident
 
-        Detection alerts are claimed once taken (``claims``): a crash of the detect stage before its commit makes
-        it produce the same alerts again, at new offsets, and they may meet an incident that does not list them
-        (a later incident of the key, or one past ``max_alert_ids``). A crash between an incident write and its
-        claim can still count that one alert twice."""
-        claimed_by = self._claimed_by(signal)
-        if claimed_by is not None:
-            self.stats.duplicates += 1
-            current = self.get(claimed_by)
-            if current is not None:
-                return current.incident
-        incident = self._record(signal)
-        if signal.kind == "detection":
-            self.backend.claim(signal.alert_id, day(signal.timestamp_ms), incident.id, self.clock_ms())
-            self._claims.put(signal.alert_id, incident.id)
-        return incident
+    def record_batch(self, signals: Sequence[Signal]) -> list[str]:
+        """Attach each signal, in order, to the open incident with its key, or open a new one; returns the id of
+        the incident that took each. An alert an incident already took (its message delivered again) changes
+        nothing.
 
-    def _claimed_by(self, signal: Signal) -> str | None:
-        if signal.kind != "detection":
-            return None
-        known = self._claims.get(signal.alert_id)
-        if known is not None:
-            return known
+        The changes are made in memory and written at the end, each changed incident once, in one bulk request
+        (then the claims, in another): a burst of alerts costs two requests, not two per alert. An incident that
+        changed meanwhile (a responder's write: a version conflict) is read again and its signals applied again.
+
+        Detection alerts are claimed once taken (``claim_many``): a crash of the detect stage before its commit
+        makes it produce the same alerts again, at new offsets, and they may meet an incident that does not list
+        them (a later incident of the key, or one past ``max_alert_ids``). A crash between the incident write and
+        the claims can still count those alerts twice.
+
+        On any error nothing is remembered of the batch (caches dropped, as on a take-over): the caller retries
+        the whole batch, and what a partly successful write stored is then found and not counted again."""
+        try:
+            claimed = self._claimed(signals)
+            to_claim: list[int] = []  # places of detection alerts no incident had claimed
+            for place, signal in enumerate(signals):
+                owner = (self._claims.get(signal.alert_id) or claimed.get(signal.alert_id)) if (
+                    signal.kind == "detection") else None
+                if owner is not None:
+                    self.stats.duplicates += 1
+                    self._placed[place] = owner
+                    continue
+                self._place(place, signal)
+                if signal.kind == "detection":
+                    to_claim.append(place)
+            self._write_pending()
+            fresh = {signals[p].alert_id: (day(signals[p].timestamp_ms), self._placed[p]) for p in to_claim}
+            if fresh:
+                self.backend.claim_many([(a, d, i) for a, (d, i) in fresh.items()], self.clock_ms())
+            for alert_id, (_, incident_id) in fresh.items():
+                self._claims.put(alert_id, incident_id)
+            return [self._placed[place] for place in range(len(signals))]
+        except BaseException:
+            self.take_over()
+            raise
+        finally:
+            self._pending.clear()
+            self._placed.clear()
+            self._batch_claims.clear()
+
+    def _claimed(self, signals: Sequence[Signal]) -> dict[str, str]:
+        """Claims of the batch's detection alerts this store does not remember, in one request."""
+        unknown = [
+            (s.alert_id, day(s.timestamp_ms))
+            for s in signals
+            if s.kind == "detection" and self._claims.get(s.alert_id) is None
+        ]
+        if not unknown:
+            return {}
         self._sync_once()
-        return self.backend.claimed(signal.alert_id, day(signal.timestamp_ms))
+        return self.backend.claimed_many(unknown)
 
     def _sync_once(self) -> None:
         if self._sync_before_search:
             self.backend.sync()  # raises like a search would when Elasticsearch is down: the caller retries
             self._sync_before_search = False
 
-    def _record(self, signal: Signal) -> Incident:
+    def _place(self, place: int, signal: Signal) -> None:
+        """Attach ``signal`` (in memory) to its key's open incident, or open a new one."""
+        if signal.kind == "detection":
+            earlier = self._batch_claims.get(signal.alert_id)  # the same alert twice in one batch
+            if earlier is not None:
+                self.stats.duplicates += 1
+                self._placed[place] = earlier
+                return
         target = self._open_by_key.get(signal.key) or self._find_open(signal)
         inherited: dict[str, int] = {}  # message offsets the key's incidents took (filled when target refuses)
-        if target is not None:
-            attached = self._attach(target, signal, inherited)
-            if attached is not None:
-                return attached
-        incident = open_incident(signal, self.settings, self.clock_ms())
-        for source, offset in inherited.items():
-            incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
-        try:
-            seq_no, term = self.backend.create(incident.id, incident.to_doc())
-            self.stats.created += 1
-            self._written.put(incident.id, Versioned(incident.model_copy(deep=True), seq_no, term))
-        except VersionConflict:  # replay: this signal already opened it
-            attached = self._attach(incident.id, signal, {})
-            if attached is not None:
-                return attached
-        self._open_by_key.put(signal.key, incident.id)
-        return incident
+        if target is None or not self._attach(target, place, signal, inherited):
+            incident = open_incident(signal, self.settings, self.clock_ms())
+            for source, offset in inherited.items():
+                incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
+            # Created when the batch is written; if it exists already (the signal opened it before a restart),
+            # the conflict makes the signal attach to the stored one instead.
+            self._pending[incident.id] = _PendingWrite(incident, None, [(place, signal)])
+            self._open_by_key.put(signal.key, incident.id)
+            target = incident.id
+        self._placed[place] = target
+        if signal.kind == "detection":
+            self._batch_claims[signal.alert_id] = target
 
-    def _attach(self, incident_id: str, signal: Signal, inherited: dict[str, int]) -> Incident | None:
-        """Attach to ``incident_id``; None when it refuses the signal (closed, or outside the attach window), with
-        ``inherited`` set to its message offsets for the incident that will be opened instead."""
-        outcome: dict[str, bool] = {}
+    def _attach(self, incident_id: str, place: int, signal: Signal, inherited: dict[str, int]) -> bool:
+        """Attach to ``incident_id`` in memory; False when it refuses the signal (closed, outside the attach window,
+        gone), with ``inherited`` set to its message offsets for the incident that will be opened instead."""
+        refused = False
 
         def mutate(incident: Incident) -> bool:
-            outcome.clear()  # may run more than once (conflicts, a remembered version)
+            nonlocal refused
+            refused = False  # may run twice (a remembered version, then the current one)
             if already_attached(incident, signal):  # a replay: whatever the window says now
                 return False
             if not is_attachable(incident, signal, self.settings):
-                outcome["refused"] = True
+                refused = True
                 inherited.clear()
                 inherited.update(incident.applied_offsets)
                 return False
-            changed = attach(incident, signal, self.settings, self.clock_ms())
-            outcome["changed"] = changed
-            return changed
+            return attach(incident, signal, self.settings, self.clock_ms())
 
-        try:
-            incident = self.update(incident_id, mutate)
-        except IndexingError:
+        changed = self._change(incident_id, place, signal, mutate)
+        if changed is None or refused:
             self._open_by_key.pop(signal.key)
-            return None
-        if outcome.get("refused"):
-            self._open_by_key.pop(signal.key)
-            return None
-        if outcome.get("changed"):
+            return False
+        if changed:
             self.stats.attached += 1
         else:
             self.stats.duplicates += 1
         self._open_by_key.put(signal.key, incident_id)
-        return incident
+        return True
+
+    def _change(self, incident_id: str, place: int, signal: Signal, mutate: Mutation) -> bool | None:
+        """Apply ``mutate`` to the latest version known of the incident (changed in this batch, remembered, or
+        read); a change is kept to be written at the end of the batch. None if the incident does not exist."""
+        pending = self._pending.get(incident_id)
+        if pending is not None:
+            changed = mutate(pending.incident)
+            if changed:
+                pending.signals.append((place, signal))
+            return changed
+        remembered = self._written.get(incident_id)
+        if remembered is not None:
+            copy = _copy(remembered)  # a failed write must not leave the remembered version changed
+            if mutate(copy.incident):
+                self._keep(incident_id, copy, place, signal)
+                return True
+            # decided "no change" on the remembered version: decide again on the current one
+        current = self.get(incident_id)
+        if current is None:
+            return None
+        if mutate(current.incident):
+            self._keep(incident_id, current, place, signal)
+            return True
+        self._written.put(incident_id, current)
+        return False
+
+    def _keep(self, incident_id: str, changed: Versioned, place: int, signal: Signal) -> None:
+        self._pending[incident_id] = _PendingWrite(
+            changed.incident, (changed.seq_no, changed.primary_term), [(place, signal)]
+        )
+
+    def _write_pending(self) -> None:
+        """Write every incident the batch changed, in one request; on version conflicts read those incidents
+        again, apply their signals again (in batch order) and write what changed, up to ``update_retries`` times."""
+        for _ in range(self.settings.update_retries):
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, {}
+            writes = [IncidentWrite(i, p.incident.to_doc(), p.base) for i, p in pending.items()]
+            again: list[tuple[int, Signal]] = []
+            for write, version in zip(writes, self.backend.write_many(writes), strict=True):
+                written = pending[write.incident_id]
+                if version is None:
+                    self.stats.conflicts += 1
+                    self._written.pop(write.incident_id)
+                    again.extend(written.signals)
+                    continue
+                if written.base is None:
+                    self.stats.created += 1
+                self._written.put(write.incident_id, Versioned(written.incident, *version))
+            for place, signal in sorted(again, key=lambda item: item[0]):
+                self._batch_claims.pop(signal.alert_id, None)
+                self._place(place, signal)
+        if self._pending:
+            raise IndexingError(f"gave up after {self.settings.update_retries} version conflicts")
 
     def take_over(self) -> None:
-        """The keys routed to this process changed (partition assignment): forget the cached open incidents (the
-        previous owner may have changed them) and sync before the next search."""
+        """The keys routed to this process changed (partition assignment), or a batch failed: forget the cached
+        open incidents and versions (the previous owner, or the failed write, may have changed them) and sync
+        before the next search."""
         self._open_by_key.clear()
         self._written.clear()
         self._claims.clear()
@@ -283,6 +399,10 @@ class IncidentStore:
         docs = [{"kind": "alert", **d} for d in self.backend.fetch(alerts_pattern, incident.alert_ids)]
         docs += [{"kind": "event", **d} for d in self.backend.fetch(events_pattern, incident.evidence_event_ids)]
         return sorted(docs, key=lambda d: str(d.get("@timestamp", "")))
+
+
+def _copy(versioned: Versioned) -> Versioned:
+    return Versioned(versioned.incident.model_copy(deep=True), versioned.seq_no, versioned.primary_term)
 
 
 def matches_filter(doc: dict[str, Any], flt: IncidentFilter) -> bool:
@@ -312,6 +432,7 @@ class MemoryBackend:
         # What ``find`` sees as of the last sync; None: every write at once.
         self._searchable: dict[str, tuple[dict[str, Any], int]] | None = {} if near_real_time else None
         self.syncs = 0
+        self.requests = 0  # write_many and claim_many calls (one request each against Elasticsearch)
         self.claims: dict[str, str] = {}
         self._claims_visible: dict[str, str] | None = {} if near_real_time else None
 
@@ -322,11 +443,28 @@ class MemoryBackend:
         if self._claims_visible is not None:
             self._claims_visible = dict(self.claims)
 
-    def claimed(self, alert_id: str, day: str) -> str | None:
-        return (self.claims if self._claims_visible is None else self._claims_visible).get(alert_id)
+    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, str]:
+        visible = self.claims if self._claims_visible is None else self._claims_visible
+        return {alert_id: visible[alert_id] for alert_id, _ in alerts if alert_id in visible}
 
-    def claim(self, alert_id: str, day: str, incident_id: str, now_ms: int) -> None:
-        self.claims[alert_id] = incident_id
+    def claim_many(self, claims: Sequence[Claim], now_ms: int) -> None:
+        self.requests += 1
+        for alert_id, _, incident_id in claims:
+            self.claims[alert_id] = incident_id
+
+    def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]:
+        """Each write through ``create``/``replace`` (so a subclass that interferes with them sees these too)."""
+        self.requests += 1
+        results: list[Version | None] = []
+        for write in writes:
+            try:
+                if write.version is None:
+                    results.append(self.create(write.incident_id, write.doc))
+                else:
+                    results.append(self.replace(write.incident_id, write.doc, *write.version))
+            except VersionConflict:
+                results.append(None)
+        return results
 
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None:
         found = self.docs.get(incident_id)

@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch
 from correlation.incidents.builder import Signal, signal_from_alert
 from correlation.incidents.es_backend import ElasticsearchBackend
 from correlation.incidents.model import Incident, Status, change_status
-from correlation.incidents.store import IncidentFilter, IncidentStore, VersionConflict
+from correlation.incidents.store import IncidentFilter, IncidentStore, IncidentWrite, VersionConflict
 from siem.config import IncidentSettings
 
 pytestmark = pytest.mark.integration
@@ -142,3 +142,57 @@ def test_timeline_reads_alert_and_event_indices(es):
                  document={"@timestamp": "2025-01-01T12:00:00Z", "event": {"action": "ConsoleLogin"}})
     timeline = store.timeline(incident, f"{prefix}-alerts-*", f"{prefix}-events-*")
     assert [(d["kind"], d["_id"]) for d in timeline] == [("event", "event-1"), ("alert", "alert-1")]
+
+
+def test_batch_writes_and_claims_on_the_real_node(es):
+    client, prefix = es
+    backend = ElasticsearchBackend(
+        client, f"{prefix}-incidents", refresh=False, claims_index=lambda day: f"{prefix}-incident-claims-{day}"
+    )
+    backend.ensure_index()
+    first, second = backend.write_many(
+        [IncidentWrite("i1", {"id": "i1", "n": 1}, None), IncidentWrite("i2", {"id": "i2", "n": 1}, None)]
+    )
+    assert first is not None and second is not None
+    # a create of an existing incident and a write on a stale version conflict; a write on the current one succeeds
+    results = backend.write_many([
+        IncidentWrite("i1", {"id": "i1", "n": 9}, None),
+        IncidentWrite("i2", {"id": "i2", "n": 2}, second),
+        IncidentWrite("i2", {"id": "i2", "n": 3}, second),
+    ])
+    assert results[0] is None and results[1] is not None and results[2] is None
+    found = backend.get("i2")
+    assert found is not None and found[0]["n"] == 2
+    # claims: a day whose index does not exist yet reads as unclaimed; claims are seen after a sync
+    assert backend.claimed_many([("a1", "2025.01.01"), ("a2", "2025.01.02")]) == {}
+    backend.claim_many([("a1", "2025.01.01", "i1"), ("a2", "2025.01.02", "i2")], T0)
+    backend.sync()
+    assert backend.claimed_many([("a1", "2025.01.01"), ("a2", "2025.01.02"), ("a3", "2025.01.02")]) == {
+        "a1": "i1", "a2": "i2"}
+
+
+def test_a_batch_of_alerts_costs_two_writes_on_the_real_node(es):
+    client, prefix = es
+    settings = IncidentSettings()
+    backend = ElasticsearchBackend(
+        client, f"{prefix}-incidents", refresh=False, claims_index=lambda day: f"{prefix}-incident-claims-{day}"
+    )
+    backend.ensure_index()
+    store = IncidentStore(backend, settings, lambda: T0)
+    calls: list[str] = []
+    original = client.bulk
+
+    def counting_bulk(*args: Any, **kwargs: Any) -> Any:
+        calls.append("bulk")
+        return original(*args, **kwargs)
+
+    client.bulk = counting_bulk
+    placed = store.record_batch([sig(alert_doc(n, T0 + n * 1000), settings) for n in range(50)])
+    assert len(set(placed)) == 1 and calls == ["bulk", "bulk"]
+    found = backend.get(placed[0])
+    assert found is not None and found[0]["alert_count"] == 50
+    # the same batch again (a replay): nothing is counted twice
+    IncidentStore(backend, settings, lambda: T0).record_batch([sig(alert_doc(n, T0 + n * 1000), settings)
+                                                               for n in range(50)])
+    found = backend.get(placed[0])
+    assert found is not None and found[0]["alert_count"] == 50

@@ -157,6 +157,9 @@ def test_incident_alert_envelope_opens_an_incident_without_bulk_actions(correlat
     }
     outputs = stage.process(record(encode_incident_alert("alert-1", doc)[1]))
     assert outputs.actions == [] and outputs.kafka_messages == []
+    # the record is finished at the end of its poll batch, when the batch's incidents are written
+    assert outputs.deferred and backend.docs == {}
+    stage.end_batch()
     ((incident, _),) = backend.docs.values()
     assert (incident["key"], incident["alert_ids"], incident["severity"]) == (
         "user.name=alice.admin",
@@ -164,6 +167,7 @@ def test_incident_alert_envelope_opens_an_incident_without_bulk_actions(correlat
         "high",
     )
     stage.process(record(encode_incident_alert("alert-1", doc)[1]))  # redelivery: idempotent per alert id
+    stage.end_batch()
     ((incident, _),) = backend.docs.values()
     assert incident["alert_count"] == 1
 
@@ -172,7 +176,9 @@ def test_incident_alert_below_the_level_is_ignored(correlations):
     stage, backend, _ = make_stage(correlations)
     doc = {"@timestamp": "2026-09-21T14:13:20.000Z", "event": {"id": "a"}, "siem": {"level": "low"},
            "user": {"name": "bob"}}
-    assert stage.process(record(encode_incident_alert("a", doc)[1])).actions == []
+    outputs = stage.process(record(encode_incident_alert("a", doc)[1]))
+    assert outputs.actions == [] and not outputs.deferred
+    stage.end_batch()
     assert backend.docs == {}
 
 
@@ -183,6 +189,8 @@ def test_match_becomes_alert_action_incident_and_chained_input(correlations):
     stage, backend, settings = make_stage(correlations)
     outputs = [stage.process(input_record(failed_input(stage, n), offset=n)) for n in range(3)]
     assert [o.actions for o in outputs[:2]] == [[], []]
+    assert [o.deferred for o in outputs] == [False, False, True]
+    stage.end_batch()
     (action,) = outputs[2].actions
     expected_id = match_id(BURST_ID, ("203.0.113.66",), T0)
     assert action.doc_id == expected_id
@@ -224,6 +232,7 @@ def test_chained_input_completes_the_parent_correlation(correlations):
     (action,) = stage.process(record(chained, 4)).actions
     assert action.doc_id == match_id(CHAIN_ID, ("203.0.113.66",), T0 + 2000)
     assert orjson.loads(action.source)["siem"]["level"] == "high"
+    stage.end_batch()
     assert len(backend.docs) == 2
 
 
@@ -272,6 +281,7 @@ def test_incident_writes_are_retried_until_elasticsearch_answers(correlations):
     stage._incidents = IncidentStore(backend, settings.incidents, clock_ms=lambda: T0)
     for n in range(3):
         stage.process(input_record(failed_input(stage, n), offset=n))
+    stage.end_batch()
     assert backend.failures == 0
     assert len(backend.docs) == 1
 
@@ -282,10 +292,10 @@ def test_incident_store_down_at_shutdown_raises_so_the_offset_is_not_committed(c
     stop = threading.Event()
     stop.set()
     stage.bind_stop(stop)
-    for n in range(2):
-        stage.process(input_record(failed_input(stage, n), offset=n))
+    outputs = [stage.process(input_record(failed_input(stage, n), offset=n)) for n in range(3)]
+    assert outputs[2].deferred  # the match's record waits for its incident write
     with pytest.raises(IncidentStoreUnavailable):
-        stage.process(input_record(failed_input(stage, 2), offset=2))
+        stage.end_batch()
 
 
 # ---- timer path ------------------------------------------------------------------------------------------
@@ -319,6 +329,9 @@ def test_timer_actions_are_indexed_without_holding_back_or_committing_offsets():
     class NoOutputs:
         def process(self, rec):
             return RecordOutputs()
+
+        def end_batch(self):
+            pass
 
         def dead_letter_rejection(self, *args):
             return RecordOutputs()
@@ -401,10 +414,12 @@ def test_rebuild_makes_the_store_sync_before_its_next_search(correlations):
     doc = {"@timestamp": "2026-09-21T14:13:20.000Z", "event": {"id": "a1", "kind": "alert"},
            "rule": {"id": "r1", "name": "Admin policy attached"}, "siem": {"level": "high"}, "user": {"name": "eve"}}
     stage.process(record(encode_incident_alert("a1", doc)[1]))
+    stage.end_batch()
     assert backend.syncs == 1
     stage.rebuild([])
     doc2 = {**doc, "event": {"id": "a2", "kind": "alert"}}
     stage.process(record(encode_incident_alert("a2", doc2)[1], offset=1))
+    stage.end_batch()
     assert backend.syncs == 2
     ((incident, _),) = backend.docs.values()
     assert incident["alert_ids"] == ["a1", "a2"]

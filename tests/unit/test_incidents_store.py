@@ -361,3 +361,92 @@ def test_an_alert_delivered_again_at_a_new_offset_is_not_counted_again():
     counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
     assert counts == [1, 4] and restarted.stats.duplicates == 4
     assert backend.claims[first[0].alert_id] == again.id
+
+
+# ---- batches (the correlate stage records a poll batch's signals together) ----------------------------------
+
+
+def _positioned(n: int, settings: IncidentSettings, ts_ms: int, **doc: Any) -> Signal:
+    from dataclasses import replace
+
+    return replace(sig(alert_doc(n, ts_ms, **doc), settings), position=("siem.alerts", 0, n))
+
+
+def test_a_batch_writes_each_changed_incident_once_then_its_claims():
+    store, backend, settings = make_store()
+    signals = [_positioned(n, settings, T0 + n * 1000, arn=f"arn:aws:iam::1:user/u{n % 2}", ip=f"203.0.113.{n % 2}")
+               for n in range(10)]
+    placed = store.record_batch(signals)
+    assert backend.requests == 2, "one write request for the incidents, one for the claims"
+    assert len(set(placed)) == 2 and placed[0] == placed[2] != placed[1] == placed[3]
+    counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
+    assert counts == [5, 5] and [seq for _, seq in backend.docs.values()] == [1, 2], "created once each"
+    assert backend.claims == {s.alert_id: p for s, p in zip(signals, placed, strict=True)}
+    assert (store.stats.created, store.stats.attached) == (2, 8)
+
+
+def test_the_same_alert_twice_in_one_batch_counts_once():
+    from dataclasses import replace
+
+    store, backend, settings = make_store(max_alert_ids=1)
+    first, second = _positioned(1, settings, T0), _positioned(2, settings, T0 + 1000)
+    again = replace(second, position=("siem.alerts", 0, 7))  # produced again by the detect stage, new offset
+    placed = store.record_batch([first, second, again])
+    ((doc, _),) = backend.docs.values()
+    assert Incident.from_doc(doc).alert_count == 2 and placed == [placed[0]] * 3
+    assert store.stats.duplicates == 1
+
+
+def test_a_conflict_in_a_batch_applies_that_incidents_signals_again_on_the_current_version():
+    settings = IncidentSettings()
+    backend = ConflictOnce()
+    store = IncidentStore(backend, settings, Clock())
+    first = store.record(_positioned(1, settings, T0))
+    backend.armed = True  # a responder acknowledges the incident while the batch is being recorded
+    store.record_batch([_positioned(n, settings, T0 + n * 1000) for n in (2, 3, 4)])
+    stored = Incident.from_doc(backend.docs[first.id][0])
+    assert (stored.alert_count, stored.status, stored.assignee) == (4, Status.ACKNOWLEDGED, "alice")
+    assert store.stats.conflicts == 1 and len(backend.docs) == 1
+
+
+class ClaimsFailOnce(MemoryBackend):
+    """The incident write succeeds, then Elasticsearch goes away before the claims are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_claims = True
+
+    def claim_many(self, claims, now_ms):
+        if self.fail_claims:
+            self.fail_claims = False
+            raise ConnectionError("connection refused")
+        super().claim_many(claims, now_ms)
+
+
+def test_a_batch_retried_after_a_partly_written_attempt_counts_nothing_twice():
+    settings = IncidentSettings()
+    backend = ClaimsFailOnce()
+    store = IncidentStore(backend, settings, Clock())
+    signals = [_positioned(n, settings, T0 + n * 1000) for n in range(4)]
+    with pytest.raises(ConnectionError):
+        store.record_batch(signals)
+    placed = store.record_batch(signals)  # what the correlate stage does: the whole batch again
+    ((doc, _),) = backend.docs.values()
+    assert Incident.from_doc(doc).alert_count == 4 and set(placed) == {doc["id"]}
+    assert store.stats.duplicates == 4 and len(backend.claims) == 4
+
+
+def test_a_batch_that_would_open_an_existing_incident_again_takes_the_stored_one():
+    # A replayed opening alert of an incident a responder resolved meanwhile: the search finds no open incident,
+    # so the store opens one with the same id; the create conflicts, and the signal is applied to the stored
+    # incident instead, which took it already (claims aside: correlation signals have none).
+    store, backend, settings = make_store()
+    signals = [_positioned(n, settings, T0 + n * 1000) for n in range(2)]
+    (first, _) = store.record_batch(signals)
+    store.update(first, mut(change_status, Status.RESOLVED, "bob", "t", "done"))
+    backend.claims.clear()
+    restarted = IncidentStore(backend, settings, Clock())
+    assert restarted.record_batch(signals[:1]) == [first]
+    ((doc, _),) = backend.docs.values()
+    assert (doc["alert_count"], doc["status"]) == (2, "resolved")
+    assert (restarted.stats.conflicts, restarted.stats.duplicates, restarted.stats.created) == (1, 1, 0)

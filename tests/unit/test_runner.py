@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from indexing.bulk import BulkSink
-from ingest.detect import DetectStage, NoRules
+from ingest.detect import DetectStage, NoRules, RecordOutputs
 from ingest.runner import HANDOFF_EVERY, StageRunner
 from parsers.base import SourceRecord
 from siem.config import ElasticsearchSettings, PipelineSettings
@@ -304,3 +304,50 @@ def test_failures_are_counted_by_error_type():
     assert failures("es_unavailable") - before["es_unavailable"] >= 1
     assert failures("es_retryable_item") - before["es_retryable_item"] == 1
     assert failures("invalid_json", "test") - bad_json_before == 1
+
+
+class DeferringStage:
+    """Finishes every record at the end of its poll batch (as the correlate stage does with incident writes)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.ended: list[int] = []
+        self._batch: list[int] = []
+
+    def process(self, record: SourceRecord) -> RecordOutputs:
+        self._batch.append(record.offset)
+        return RecordOutputs(deferred=True)
+
+    def end_batch(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("incident store unreachable")
+        self.ended.extend(self._batch)
+        self._batch.clear()
+
+    def dead_letter_rejection(self, *args: object) -> RecordOutputs:
+        return RecordOutputs()
+
+
+def test_deferred_records_are_committed_only_after_their_batch_ended():
+    transport = FakeTransport()
+    clock = FakeClock()
+    consumer = FakeConsumer([_good(i) for i in range(3)])
+    stage = DeferringStage(failures=1)
+    sink = BulkSink(transport, max_actions=10, max_bytes=1 << 20, flush_interval_s=0.5, backoff_max_s=2.0, clock=clock)
+    runner = StageRunner("correlate", lambda on_revoked: consumer, stage, sink, FakeProducer(), poll_timeout_ms=1,
+                         poll_max_records=5, shutdown_timeout_s=1, commit_interval_s=0.0, clock=clock,
+                         sleep=clock.sleep)
+    with pytest.raises(ConnectionError):
+        runner.step()
+    runner.shutdown()  # what the stage's thread does when step raises: nothing of the failed batch is committed
+    # position 0: the next record to read is still the batch's first
+    assert consumer.committed.get(("raw", 0), 0) == 0 and stage.ended == []
+
+    consumer = FakeConsumer([_good(i) for i in range(3)])  # restarted: the batch is read again
+    stage = DeferringStage(failures=0)
+    runner = StageRunner("correlate", lambda on_revoked: consumer, stage, sink, FakeProducer(), poll_timeout_ms=1,
+                         poll_max_records=5, shutdown_timeout_s=1, commit_interval_s=0.0, clock=clock,
+                         sleep=clock.sleep)
+    runner.step()
+    assert stage.ended == [0, 1, 2] and consumer.committed == {("raw", 0): 3}
