@@ -7,8 +7,8 @@ requests per alert), which is what a stage that writes per alert pays.
 
     .venv/bin/python bench/bench_incidents.py [--alerts 3000] [--keys 50] [--batch 500]
 
-Each mode gets its own index prefix; the indices are deleted at the end. Start the stack first if it is not up
-(``.venv/bin/siem stack up``); the end-to-end benchmark does that too.
+Each mode gets its own index prefix; the indices are deleted at the end. The local stack is started if it is
+not up (as the end-to-end benchmark does).
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from correlation.incidents.builder import Signal, signal_from_alert  # noqa: E40
 from correlation.incidents.es_backend import ElasticsearchBackend  # noqa: E402
 from correlation.incidents.store import IncidentStore  # noqa: E402
 from indexing.client import make_client  # noqa: E402
-from siem.config import ElasticsearchSettings, IncidentSettings  # noqa: E402
+from siem.config import IncidentSettings, Settings  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_e2e import ensure_stack  # noqa: E402
 
 T0 = int(time.time() * 1000) - 3_600_000
 
@@ -74,7 +77,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500, help="alerts per batch (a poll batch's incident signals)")
     args = ap.parse_args()
     settings = IncidentSettings(max_alert_ids=100_000)
-    client = make_client(ElasticsearchSettings(), request_timeout=60)
+    stack = Settings()
+    ensure_stack(stack)
+    client = make_client(stack.elasticsearch, request_timeout=60)
     tag = uuid.uuid4().hex[:8]
     figures: dict[str, float] = {}
     try:

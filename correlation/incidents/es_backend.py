@@ -167,14 +167,6 @@ class ElasticsearchBackend:
             return None
         return dict(resp["_source"]), int(resp["_seq_no"]), int(resp["_primary_term"])
 
-    def create(self, incident_id: str, doc: dict[str, Any]) -> Version:
-        try:
-            resp = self.client.index(index=self.index, id=incident_id, document=doc, op_type="create",
-                                     refresh=self.refresh)
-        except ConflictError as exc:
-            raise VersionConflict(incident_id) from exc
-        return int(resp["_seq_no"]), int(resp["_primary_term"])
-
     def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version:
         try:
             resp = self.client.index(index=self.index, id=incident_id, document=doc, if_seq_no=seq_no,

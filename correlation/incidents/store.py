@@ -68,7 +68,6 @@ class BackendUnavailable(Exception):
 
 class IncidentBackend(Protocol):
     def get(self, incident_id: str) -> tuple[dict[str, Any], int, int] | None: ...
-    def create(self, incident_id: str, doc: dict[str, Any]) -> Version: ...  # VersionConflict if it exists
     def replace(self, incident_id: str, doc: dict[str, Any], seq_no: int, primary_term: int) -> Version: ...
     # Many writes in one request; per write its new version, or None on a version conflict.
     def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]: ...
@@ -235,6 +234,9 @@ class IncidentStore:
                 if signal.kind == "detection":
                     to_claim.append(place)
             self._write_pending()
+            # Where each alert ended up (a conflict may have moved it; an alert seen twice follows its first).
+            for place in to_claim:
+                self._placed[place] = self._batch_claims[signals[place].alert_id]
             fresh = {signals[p].alert_id: (day(signals[p].timestamp_ms), self._placed[p]) for p in to_claim}
             if fresh:
                 self.backend.claim_many([(a, d, i) for a, (d, i) in fresh.items()], self.clock_ms())

@@ -450,3 +450,34 @@ def test_a_batch_that_would_open_an_existing_incident_again_takes_the_stored_one
     ((doc, _),) = backend.docs.values()
     assert (doc["alert_count"], doc["status"]) == (2, "resolved")
     assert (restarted.stats.conflicts, restarted.stats.duplicates, restarted.stats.created) == (1, 1, 0)
+
+
+class ResolveOnce(MemoryBackend):
+    """A responder resolves the incident between the pipeline's read and its write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    def replace(self, incident_id, doc, seq_no, primary_term):
+        if self.armed:
+            self.armed = False
+            stored, _ = self.docs[incident_id]
+            MemoryBackend.replace(self, incident_id, dict(stored, status="resolved"), seq_no, primary_term)
+        return MemoryBackend.replace(self, incident_id, doc, seq_no, primary_term)
+
+
+def test_an_alert_moved_by_a_conflict_is_claimed_where_it_ended_up():
+    from dataclasses import replace
+
+    settings = IncidentSettings()
+    backend = ResolveOnce()
+    store = IncidentStore(backend, settings, Clock())
+    first = store.record(_positioned(1, settings, T0))
+    second = _positioned(2, settings, T0 + 1000)
+    backend.armed = True  # resolved while the batch attaches to it: the alert opens a new incident instead
+    placed = store.record_batch([second, replace(second, position=("siem.alerts", 0, 9))])
+    assert placed[0] == placed[1] != first.id
+    assert backend.claims[second.alert_id] == placed[0]
+    counts = {i: Incident.from_doc(doc).alert_count for i, (doc, _) in backend.docs.items()}
+    assert counts == {first.id: 1, placed[0]: 1}
