@@ -15,6 +15,7 @@ from elasticsearch import Elasticsearch
 from correlation.detection.engine import RuleSetHolder
 from indexing.retention import delete_expired
 from ingest import metrics
+from ingest.gc_tuning import LongLivedObjects
 from ingest.health import ConnectivityProbe
 from ingest.silence import SilentSourceWatcher
 from siem.config import Settings
@@ -28,11 +29,13 @@ def count_failure(name: str, exc: Exception) -> None:
     metrics.FAILED.labels("jobs", name, "job_error").inc()
 
 
-def reload_rules(rules: RuleSetHolder, settings: Settings) -> bool:
+def reload_rules(rules: RuleSetHolder, settings: Settings, long_lived: LongLivedObjects | None = None) -> bool:
     """Swap in the rule set if a rule file changed. As at start, a rule file that does not load is reported and
     left out (the others still load); a reload that loads nothing keeps the running set and says why."""
     swapped = rules.reload_if_changed(list(settings.rules.directories))
     if swapped:
+        if long_lived is not None:
+            long_lived.refreeze()  # the old rules go to the collector, the new ones out of its walks
         problems = rules.current.problems
         log.info("rules reloaded: %d rules, %d files with problems", len(rules.current.rules), len(problems))
         for problem in problems:
@@ -48,6 +51,7 @@ def service_jobs(
     rules: RuleSetHolder | None,
     silence: SilentSourceWatcher | None,
     probe: ConnectivityProbe | None = None,
+    long_lived: LongLivedObjects | None = None,
 ) -> list[Job]:
     """The jobs a process runs: the /healthz reachability probe, retention (when enabled), rule reload with a
     detect stage, the silent-source check with a detect stage and sources to watch."""
@@ -60,7 +64,8 @@ def service_jobs(
                 settings.pipeline.retention_interval_s, at_start=True)
         )
     if rules is not None and settings.rules.reload_interval_s > 0:
-        jobs.append(Job("rule_reload", lambda: reload_rules(rules, settings), settings.rules.reload_interval_s))
+        jobs.append(Job("rule_reload", lambda: reload_rules(rules, settings, long_lived),
+                        settings.rules.reload_interval_s))
     if silence is not None:
         jobs.append(Job("silent_sources", silence.check, settings.pipeline.silent_check_interval_s))
     return jobs

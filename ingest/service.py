@@ -23,6 +23,7 @@ from indexing.client import ElasticsearchBulkTransport, make_client
 from indexing.templates import install_templates
 from ingest.detect import DetectStage
 from ingest.detector import SigmaDetector
+from ingest.gc_tuning import LongLivedObjects
 from ingest.health import ConnectivityProbe, HealthServer
 from ingest.jobs import service_jobs, service_scheduler
 from ingest.kafka_io import (
@@ -123,6 +124,7 @@ class Service:
     closers: list[Callable[[], None]] = field(default_factory=list)  # after the stages: job-owned clients
     started_at: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
+    long_lived: LongLivedObjects = field(default_factory=LongLivedObjects)  # rules etc.: out of the GC's walks
 
     def start(self) -> None:
         # The health server binds first: a taken port fails the start before any record is consumed.
@@ -137,6 +139,8 @@ class Service:
                     "`siem run` running? Stop it, or set SIEM_PIPELINE__METRICS_PORT (0 disables /metrics)."
                 ) from None
             self.health.start()
+        # Everything long-lived is built now (rules, parsers, clients): see ingest.gc_tuning.
+        self.long_lived.settle()
         self.jobs.start()
         for runner in self.runners:
             thread = threading.Thread(target=self._run_stage, args=(runner,), name=f"stage-{runner.name}")
@@ -165,6 +169,7 @@ class Service:
         self.closers.clear()
         if self.health:
             self.health.stop()
+        self.long_lived.release()
 
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self.threads)
@@ -238,7 +243,8 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
         probe_client.cluster.health()  # raises when it does not
 
     probe = ConnectivityProbe(kafka_answers, elasticsearch_answers)
+    long_lived = LongLivedObjects()
     jobs = service_scheduler(
-        service_jobs(settings, client, rules if "detect" in stages else None, silence, probe)
+        service_jobs(settings, client, rules if "detect" in stages else None, silence, probe, long_lived)
     )
-    return Service(settings, runners, client, jobs=jobs, probe=probe, closers=closers)
+    return Service(settings, runners, client, jobs=jobs, probe=probe, closers=closers, long_lived=long_lived)
