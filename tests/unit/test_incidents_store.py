@@ -100,18 +100,18 @@ def test_resolved_incident_is_not_reused():
 
 
 class ConflictOnce(MemoryBackend):
-    """A responder writes between the pipeline's get and index."""
+    """A responder writes between the pipeline's get and index (by default: acknowledges and takes it)."""
 
-    def __init__(self):
+    def __init__(self, **responder_change: Any) -> None:
         super().__init__()
         self.armed = False
+        self.responder_change = responder_change or {"status": "acknowledged", "assignee": "alice"}
 
     def replace(self, incident_id, doc, seq_no, primary_term):
         if self.armed:
             self.armed = False
             stored, _ = self.docs[incident_id]
-            responder = dict(stored, status="acknowledged", assignee="alice")
-            MemoryBackend.replace(self, incident_id, responder, seq_no, primary_term)
+            MemoryBackend.replace(self, incident_id, dict(stored, **self.responder_change), seq_no, primary_term)
         return MemoryBackend.replace(self, incident_id, doc, seq_no, primary_term)
 
 
@@ -452,26 +452,11 @@ def test_a_batch_that_would_open_an_existing_incident_again_takes_the_stored_one
     assert (restarted.stats.conflicts, restarted.stats.duplicates, restarted.stats.created) == (1, 1, 0)
 
 
-class ResolveOnce(MemoryBackend):
-    """A responder resolves the incident between the pipeline's read and its write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.armed = False
-
-    def replace(self, incident_id, doc, seq_no, primary_term):
-        if self.armed:
-            self.armed = False
-            stored, _ = self.docs[incident_id]
-            MemoryBackend.replace(self, incident_id, dict(stored, status="resolved"), seq_no, primary_term)
-        return MemoryBackend.replace(self, incident_id, doc, seq_no, primary_term)
-
-
 def test_an_alert_moved_by_a_conflict_is_claimed_where_it_ended_up():
     from dataclasses import replace
 
     settings = IncidentSettings()
-    backend = ResolveOnce()
+    backend = ConflictOnce(status="resolved")
     store = IncidentStore(backend, settings, Clock())
     first = store.record(_positioned(1, settings, T0))
     second = _positioned(2, settings, T0 + 1000)
