@@ -182,8 +182,8 @@ class CorrelateStage:
         return outputs
 
     def end_batch(self) -> None:
-        """Records the poll batch's incident signals: one incident write and one claims write per batch, not two
-        requests per alert (a burst of alerts would otherwise hold the stage to a few hundred alerts a second)."""
+        """Records the poll batch's incident signals: a claims read, an incident write and a claims write per batch,
+        not per alert (a burst of alerts would otherwise hold the stage to a few hundred alerts a second)."""
         signals, self._batch = self._batch, []
         if signals:
             self._record_incidents(signals)

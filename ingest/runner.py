@@ -141,7 +141,6 @@ class StageRunner:
                 self._flush_once(eager=True)
         if records:
             self._end_batch()
-        if records:
             self._pending_gauge.set(self._sink.pending)
         # A short poll means the stage has caught up with its partitions: send what is buffered now rather than
         # when the batch is full or old (latency), as soon as no request is in flight.

@@ -210,8 +210,9 @@ class IncidentStore:
         nothing.
 
         The changes are made in memory and written at the end, each changed incident once, in one bulk request
-        (then the claims, in another): a burst of alerts costs two requests, not two per alert. An incident that
-        changed meanwhile (a responder's write: a version conflict) is read again and its signals applied again.
+        (then the claims, in another; the claims were read in one multi-get first): a burst of alerts costs three
+        requests, not three per alert. An incident that changed meanwhile (a responder's write: a version
+        conflict) is read again and its signals applied again.
 
         Detection alerts are claimed once taken (``claim_many``): a crash of the detect stage before its commit
         makes it produce the same alerts again, at new offsets, and they may meet an incident that does not list
