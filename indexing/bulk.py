@@ -76,7 +76,8 @@ class BulkTransport(Protocol):
         ...
 
 
-def _is_retryable(item: ItemStatus) -> bool:
+def is_retryable(item: ItemStatus) -> bool:
+    """Whether Elasticsearch may take the item later (overloaded or failing), as opposed to refusing it."""
     return item.status == 429 or item.status >= 500 or item.error_type == "es_rejected_execution_exception"
 
 
@@ -221,7 +222,7 @@ class BulkSink:
         for action, item in zip(batch, statuses, strict=True):
             if 200 <= item.status < 300:
                 report.delivered.append(action)
-            elif _is_retryable(item):
+            elif is_retryable(item):
                 retry.append(action)
             else:
                 report.rejected.append(Rejection(action, item.status, item.error_type or "unknown", item.reason or ""))

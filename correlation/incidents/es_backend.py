@@ -16,6 +16,7 @@ from correlation.incidents.store import (
     Version,
     VersionConflict,
 )
+from indexing.bulk import ItemStatus, is_retryable
 from siem.errors import IndexingError
 
 MAPPINGS: dict[str, Any] = {
@@ -140,7 +141,8 @@ class ElasticsearchBackend:
 
     def _bulk(self, operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per operation its outcome (status, version); raises when an item failed other than by a conflict:
-        :class:`BackendUnavailable` for 429/5xx (retry), :class:`IndexingError` otherwise."""
+        :class:`BackendUnavailable` for what Elasticsearch may take later (429/5xx), :class:`IndexingError`
+        otherwise."""
         resp = self.client.bulk(
             operations=operations,
             refresh=self.refresh,
@@ -154,8 +156,9 @@ class ElasticsearchBackend:
             if status < 300 or status == 409:
                 continue
             error = outcome.get("error", {})
-            message = f"incident store write refused with HTTP {status}: {error.get('type')}: {error.get('reason')}"
-            if status == 429 or status >= 500:
+            item = ItemStatus(status, error.get("type"), error.get("reason"))
+            message = f"incident store write refused with HTTP {status}: {item.error_type}: {item.reason}"
+            if is_retryable(item):  # the bulk sink's classification, so both stages retry the same answers
                 raise BackendUnavailable(message)
             raise IndexingError(message)
         return outcomes
