@@ -7,12 +7,17 @@ request; the response is split into per-document outcomes. What happens to each 
 * retryable (429, 5xx, rejected execution)   -> stays buffered, retried after a capped exponential backoff
 * permanent (mapping/validation 4xx)         -> reported ``rejected`` with the reason (the caller DLQs it)
 
+A request refused for its size (HTTP 413: the cluster's ``http.max_content_length`` or a proxy's body limit)
+halves the sink's byte limit and goes again in smaller requests; a document too large to go alone is reported
+``rejected`` with that reason.
+
 A request that fails as a whole (connection refused, timeout, 429/5xx) keeps every document buffered and sets
 the backoff; ``blocked`` then tells the runtime to pause its Kafka partitions instead of buffering more.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -70,6 +77,10 @@ class TransportUnavailable(Exception):
     """The bulk request as a whole failed in a way worth retrying (connection, timeout, 429, 5xx)."""
 
 
+class RequestTooLarge(Exception):
+    """The bulk request as a whole was refused for its size (HTTP 413); smaller requests may pass."""
+
+
 class BulkTransport(Protocol):
     def send(self, lines: Sequence[bytes]) -> list[ItemStatus]:
         """Send NDJSON lines as one bulk request; one status per action, in order."""
@@ -81,7 +92,12 @@ def is_retryable(item: ItemStatus) -> bool:
     return item.status == 429 or item.status >= 500 or item.error_type == "es_rejected_execution_exception"
 
 
-_SendResult = tuple[list[ItemStatus] | None, str | None, float]  # statuses, request error, latency
+@dataclass(frozen=True, slots=True)
+class _SendResult:
+    statuses: list[ItemStatus] | None  # None: the request failed as a whole
+    error: str | None = None
+    latency_s: float = 0.0
+    too_large: bool = False  # refused for its size (HTTP 413)
 
 
 class BulkSink:
@@ -207,17 +223,22 @@ class BulkSink:
         try:
             statuses = self._transport.send(_ndjson_lines(batch))
         except TransportUnavailable as exc:
-            return None, str(exc), 0.0
-        return statuses, None, time.monotonic() - started
+            return _SendResult(None, str(exc))
+        except RequestTooLarge as exc:
+            return _SendResult(None, str(exc), too_large=True)
+        return _SendResult(statuses, latency_s=time.monotonic() - started)
 
     def _complete(self, batch: list[BulkAction], result: _SendResult, report: FlushReport) -> None:
-        statuses, error, latency = result
+        statuses = result.statuses
+        if result.too_large:
+            self._shrink(batch, result.error or "HTTP 413", report)
+            return
         if statuses is None:
             self._requeue(batch)
-            self._note_failure(error or "bulk request failed")
-            report.request_error = error
+            self._note_failure(result.error or "bulk request failed")
+            report.request_error = result.error
             return
-        report.latency_s = latency
+        report.latency_s = result.latency_s
         retry: list[BulkAction] = []
         for action, item in zip(batch, statuses, strict=True):
             if 200 <= item.status < 300:
@@ -234,6 +255,33 @@ class BulkSink:
             self._failures = 0
             self._retry_at = 0.0
             self.last_success_at = self._clock()
+
+    def _shrink(self, batch: list[BulkAction], error: str, report: FlushReport) -> None:
+        """The cluster refused ``batch`` for its size: send it again in requests half as large, for good.
+
+        The limit is learned, not configured: it stays at the smaller size for the life of the sink (clusters
+        rarely raise their limit at runtime; a restart starts from the setting again). No backoff: the cluster
+        is not overloaded, the request was only too big. A single document too large to go alone is refused for
+        good (the caller DLQs it with the reason); the documents around it still go."""
+        if len(batch) == 1:
+            action = batch[0]
+            reason = (
+                f"the document alone makes a {action.size}-byte bulk request, more than Elasticsearch (or a proxy "
+                f"in front of it) accepts: {error}"
+            )
+            report.rejected.append(Rejection(action, 413, "request_too_large", reason))
+            return
+        batch_bytes = sum(action.size for action in batch)
+        self._max_bytes = max(1, min(self._max_bytes, batch_bytes // 2))
+        log.warning(
+            "Elasticsearch refused a bulk request of %d documents (%d bytes) as too large (%s); bulk requests are "
+            "now limited to %d bytes",
+            len(batch),
+            batch_bytes,
+            error,
+            self._max_bytes,
+        )
+        self._requeue(batch)
 
     def _take_batch(self) -> list[BulkAction]:
         batch: list[BulkAction] = []

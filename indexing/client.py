@@ -9,7 +9,7 @@ import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
-from indexing.bulk import ItemStatus, TransportUnavailable
+from indexing.bulk import ItemStatus, RequestTooLarge, TransportUnavailable
 from siem.config import ElasticsearchSettings
 from siem.errors import IndexingError
 
@@ -36,6 +36,8 @@ class ElasticsearchBulkTransport:
         except ApiError as exc:
             if exc.meta.status == 429 or exc.meta.status >= 500:
                 raise TransportUnavailable(f"bulk request failed with HTTP {exc.meta.status}") from exc
+            if exc.meta.status == 413:
+                raise RequestTooLarge(f"bulk request refused with HTTP 413 ({len(lines) // 2} documents)") from exc
             raise IndexingError(f"bulk request refused with HTTP {exc.meta.status}: {exc.message}") from exc
         except elastic_transport.TransportError as exc:
             raise TransportUnavailable(f"Elasticsearch unreachable: {type(exc).__name__}: {exc}") from exc

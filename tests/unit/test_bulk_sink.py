@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from indexing.bulk import BulkAction, BulkSink, ItemStatus, TransportUnavailable
+from indexing.bulk import BulkAction, BulkSink, ItemStatus, RequestTooLarge, TransportUnavailable
 
 
 class Clock:
@@ -27,6 +27,8 @@ class ScriptedTransport:
         self.down = False
         self.requests: list[list[str]] = []
         self.gate: threading.Event | None = None
+        self.max_request_bytes: int | None = None  # like http.max_content_length: larger requests get HTTP 413
+        self.too_large = 0  # requests refused for their size
 
     def send(self, lines: Sequence[bytes]) -> list[ItemStatus]:
         ids = [next(iter(orjson.loads(header).values()))["_id"] for header in lines[::2]]
@@ -35,6 +37,9 @@ class ScriptedTransport:
             self.gate.wait(5)
         if self.down:
             raise TransportUnavailable("connection refused")
+        if self.max_request_bytes is not None and sum(map(len, lines)) > self.max_request_bytes:
+            self.too_large += 1
+            raise RequestTooLarge("bulk request refused with HTTP 413")
         out = []
         for doc_id in ids:
             status = self.statuses.get(doc_id, 201)
@@ -128,3 +133,28 @@ def test_one_request_in_flight_at_a_time():
         assert len(transport.requests) == 2
     finally:
         s.close()
+
+
+def test_a_request_refused_for_its_size_goes_again_in_smaller_requests_and_a_lone_oversize_document_is_rejected():
+    transport, clock = ScriptedTransport(), Clock()
+    s = sink(transport, clock, max_actions=100)
+    transport.max_request_bytes = 2_500  # ~10 documents of 200 bytes; the sink starts at 1 MiB
+    for n in range(40):
+        s.add(action(n, 200))
+    s.add(action(99, 5_000))  # larger than any request the cluster takes
+    s.add(action(100, 200))
+    delivered: list[str] = []
+    rejected = []
+    for _ in range(50):
+        report = s.flush(force=True)
+        delivered += [a.doc_id for a in report.delivered]
+        rejected += report.rejected
+        if not s.pending:
+            break
+    assert delivered == [f"d{n}" for n in range(40)] + ["d100"], "every other document arrives, in order, once"
+    assert [(r.action.doc_id, r.status, r.error_type) for r in rejected] == [("d99", 413, "request_too_large")]
+    assert "more than Elasticsearch" in rejected[0].reason and "HTTP 413" in rejected[0].reason
+    assert not s.blocked, "a request that was only too big is not an outage: no backoff"
+    assert transport.too_large >= 3, "the first requests were refused for their size, then d99 alone"
+    last_sizes = [len(ids) for ids in transport.requests[-3:]]
+    assert all(n <= 10 for n in last_sizes), f"the sink kept the smaller size: {last_sizes}"
