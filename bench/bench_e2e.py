@@ -251,6 +251,7 @@ def produce_raw(settings: Settings, raw: list[bytes]) -> float:
 def run_e2e(service: Service, events: int, timeout_s: float = 240.0) -> dict[str, float]:
     detect = next(r for r in service.runners if r.name == "detect")
     started = time.perf_counter()
+    cpu_started = time.process_time()  # every thread of this process: the stages, kafka-python's, the bulk workers
     service.start()
     first = None
     deadline = started + timeout_s
@@ -265,9 +266,15 @@ def run_e2e(service: Service, events: int, timeout_s: float = 240.0) -> dict[str
             raise SystemExit(f"pipeline failed: {service.errors}")
         time.sleep(0.01)
     done = time.perf_counter()
+    cpu_s = time.process_time() - cpu_started
     if detect.stats.indexed < events:
         raise SystemExit(f"end-to-end: only {detect.stats.indexed}/{events} indexed after {timeout_s:.0f} s")
-    return {"total_s": done - started, "join_s": (first or started) - started, "steady_s": done - (first or started)}
+    return {
+        "total_s": done - started,
+        "join_s": (first or started) - started,
+        "steady_s": done - (first or started),
+        "cpu_s": cpu_s,
+    }
 
 
 def es_count(es: Elasticsearch, index: str) -> int:
@@ -412,6 +419,12 @@ def main() -> int:
             f"_count events = {in_es}",
             flush=True,
         )
+        figures["cpu_us_per_doc"] = 1e6 * e2e["cpu_s"] / docs
+        print(
+            f"    pipeline process CPU {e2e['cpu_s']:.2f} s = {figures['cpu_us_per_doc']:.0f} µs per document "
+            "(bench_cpu_budget.py measures what a budget per document allows)",
+            flush=True,
+        )
         # 1b. ceiling again, the pipeline now idle (caught up), on fresh indices of the ceiling prefix
         es.indices.delete(index=f"{ceiling_settings.elasticsearch.index_prefix}-*", allow_no_indices=True)
         ceiling_s, requests = bulk_ceiling(ceiling_settings, es, actions)
@@ -510,6 +523,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, stages: tuple[str,
             f"ratio               {ratio:>10.1%} (after join {ratio_steady:.1%})   "
             f"target >= {TARGET_RATIO:.0%}: {verdict}"
         )
+        print(f"pipeline CPU        {figures['cpu_us_per_doc']:>10.0f} µs per document (all of its threads)")
     if "p99" in figures:
         result = figures["latency"]
         print(
