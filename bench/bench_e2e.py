@@ -58,10 +58,11 @@ from correlation.windows.router import CorrelationRouter  # noqa: E402
 from indexing.bulk import BulkAction  # noqa: E402
 from indexing.client import make_client  # noqa: E402
 from indexing.templates import component_templates, index_templates  # noqa: E402
+from ingest.correlation_rules import compile_correlations  # noqa: E402
 from ingest.detect import DetectStage  # noqa: E402
 from ingest.detector import SigmaDetector  # noqa: E402
 from ingest.kafka_io import pipeline_topics  # noqa: E402
-from ingest.service import Service, StageName, build_service, compile_correlations, make_sink, setup  # noqa: E402
+from ingest.service import Service, StageName, build_service, make_sink, setup  # noqa: E402
 from parsers.base import SourceRecord  # noqa: E402
 from parsers.registry import build_parsers  # noqa: E402
 from siem.config import ElasticsearchSettings, KafkaSettings, PipelineSettings, Settings  # noqa: E402
@@ -181,7 +182,7 @@ def classify_templates(settings: Settings, es: Elasticsearch) -> tuple[list[dict
 def build_actions(settings: Settings, raw: list[bytes]) -> tuple[list[BulkAction], float]:
     """The bulk actions the detect stage makes from ``raw`` (events + alerts), and the offline stage rate."""
     rules = RuleSetHolder.from_settings(settings.rules)
-    correlations = compile_correlations(rules)
+    correlations = compile_correlations(rules.current)
     router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
     topic = raw_topic(settings)
     stage = DetectStage(

@@ -24,6 +24,12 @@ assignment (kafka-python's default assignors are eager: each rebalance revokes a
 the runner commits what it delivered on revoke). The assigned partitions are re-read from (committed position −
 longest timespan − allowed lateness) up to the committed position and fed with ``emit=False``: windows are
 restored, nothing decided before the commit is emitted again.
+
+Rule reload: correlation rules live in the rule files, so the reload job swaps them with the rest. At the next
+poll the stage builds a new engine for the new correlations and takes over the previous engine's windows of every
+correlation whose definition did not change (:meth:`CorrelationEngine.carry_over`); new or changed correlations
+start with empty windows. The detect stage routes base-rule matches by the new correlations from its first event
+after the reload.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import elastic_transport
 import orjson
 from elasticsearch import ApiError, Elasticsearch
 
+from correlation.detection.engine import RuleSetHolder
 from correlation.incidents.builder import Signal, signal_from_alert, signal_from_match
 from correlation.incidents.es_backend import ElasticsearchBackend
 from correlation.incidents.store import BackendUnavailable, IncidentStore
@@ -53,6 +60,7 @@ from indexing.bulk import BulkAction, BulkSink, FlushReport
 from indexing.client import ElasticsearchBulkTransport
 from ingest import metrics
 from ingest.alert_messages import IncidentAlert, decode, encode_correlation_input
+from ingest.correlation_rules import CorrelationsFollower
 from ingest.detect import RecordOutputs, Token
 from ingest.dlq import DlqEntry, make_entry
 from ingest.kafka_io import (
@@ -102,15 +110,16 @@ class CorrelateStage:
         incidents: IncidentStore,
         lock: threading.Lock,
         *,
+        follower: CorrelationsFollower | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
     ) -> None:
         self._settings = settings
-        self._rules = {c.id: c for c in correlations}
-        self.router = CorrelationRouter(correlations, settings.correlation.entity_fields)
-        self.lookback_ms = max((c.timespan_ms for c in correlations), default=0) + int(
-            settings.correlation.allowed_lateness_s * 1000
-        )
+        self._follower = follower  # None: the correlations stay as given (tests)
+        # Every correlation ever loaded, by id: a match the timer thread decided just before a reload can still be
+        # rendered after it, even if the reload removed its rule.
+        self._rules: dict[str, CompiledCorrelation] = {}
+        self._use_correlations(correlations)
         self._incidents = incidents
         self.lock = lock
         self._store_lock = threading.Lock()  # the timer thread and the consumer loop both record incidents
@@ -127,10 +136,45 @@ class CorrelateStage:
 
     # ---- wiring ---------------------------------------------------------------------------------
 
+    def _use_correlations(self, correlations: Sequence[CompiledCorrelation]) -> None:
+        self._active = list(correlations)
+        self._rules.update((c.id, c) for c in correlations)
+        self.router = CorrelationRouter(correlations, self._settings.correlation.entity_fields)
+        self.lookback_ms = max((c.timespan_ms for c in correlations), default=0) + int(
+            self._settings.correlation.allowed_lateness_s * 1000
+        )
+
+    def follow_rules(self) -> bool:
+        """Takes up the correlation rules a reload changed; True if it did. Call between poll batches (the stage's
+        thread): the new engine keeps the windows of every correlation whose definition is unchanged."""
+        if self._follower is None:
+            return False
+        changed = self._follower.changed()
+        if changed is None:
+            return False
+        with self.lock:  # the timer must not advance the engine while it is replaced
+            previous = self.engine
+            before = previous.group_count()
+            self._use_correlations(changed)
+            engine = self._new_engine()
+            kept = engine.carry_over(previous)
+            self.engine = engine
+            if self._timer is not None:
+                self._timer.engine = engine
+            metrics.CORRELATION_STATE.set(engine.group_count())
+        log.info(
+            "correlation rules reloaded: %d correlations; %d of %d windows kept (new or changed correlations "
+            "start empty)",
+            len(changed),
+            kept,
+            before,
+        )
+        return True
+
     def _new_engine(self) -> CorrelationEngine:
         c = self._settings.correlation
         return CorrelationEngine(
-            list(self._rules.values()),
+            self._active,
             allowed_lateness_ms=int(c.allowed_lateness_s * 1000),
             max_events_per_group=c.max_events_per_group,
             max_evidence=c.max_evidence,
@@ -400,6 +444,7 @@ class RebuildingConsumer:
         self._to_rebuild = set(partitions)
 
     def poll(self, timeout_ms: int, max_records: int) -> list[SourceRecord]:
+        self._stage.follow_rules()  # between batches: a reload's correlation rules apply from the next record
         records = self._inner.poll(timeout_ms, max_records)
         if self._to_rebuild is not None:
             partitions, self._to_rebuild = self._to_rebuild, None
@@ -455,9 +500,7 @@ class CorrelateRunner(StageRunner):
         super().shutdown()
 
 
-def build_correlate_runner(
-    settings: Settings, correlations: list[CompiledCorrelation], client: Elasticsearch
-) -> StageRunner:
+def build_correlate_runner(settings: Settings, rules: RuleSetHolder, client: Elasticsearch) -> StageRunner:
     # No refresh per write: the store syncs once per assignment instead (see ElasticsearchBackend).
     backend = ElasticsearchBackend(
         client,
@@ -468,7 +511,8 @@ def build_correlate_runner(
     backend.ensure_index()
     store = IncidentStore(backend, settings.incidents, SystemClock().now_ms)
     lock = threading.Lock()
-    stage = CorrelateStage(settings, correlations, store, lock)
+    follower = CorrelationsFollower(rules, settings.correlation.entity_fields)
+    stage = CorrelateStage(settings, follower.current, store, lock, follower=follower)
     p = settings.pipeline
     sink = TimerFedSink(
         ElasticsearchBulkTransport(client),

@@ -2,7 +2,8 @@
 
 Adapts the Sigma engine (``correlation.detection``) and the correlation router (``correlation.windows``) to the
 detect stage's :class:`ingest.detect.Detector` interface. The rule set is read once per event from the holder,
-so a hot reload swaps rules between events, never in the middle of one.
+so a hot reload swaps rules between events, never in the middle of one. With a follower, the router follows the
+reloaded correlation rules too, from the first event after the reload.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any
 
 from correlation.detection.alerts import alert_id as sigma_alert_id
 from correlation.detection.alerts import build_alert
-from correlation.detection.engine import RuleSetHolder
+from correlation.detection.engine import RuleSet, RuleSetHolder
 from correlation.detection.fields import EventView
 from correlation.detection.loader import CompiledRule
 from correlation.incidents.builder import level_at_least
 from correlation.windows.router import CorrelationRouter
 from ingest import metrics
 from ingest.alert_messages import encode_correlation_input, encode_incident_alert
+from ingest.correlation_rules import CorrelationsFollower
 from ingest.detect import Alert
 from parsers.base import ParsedEvent
 
@@ -40,15 +42,26 @@ class _RuleRouting:
 
 
 class SigmaDetector:
-    def __init__(self, rules: RuleSetHolder, router: CorrelationRouter | None, incident_min_level: str) -> None:
+    def __init__(
+        self,
+        rules: RuleSetHolder,
+        router: CorrelationRouter | None,
+        incident_min_level: str,
+        follower: CorrelationsFollower | None = None,
+    ) -> None:
         self._rules = rules
         self._router = router
         self._incident_min_level = incident_min_level
+        self._follower = follower  # None: the router stays as given (tests, benchmarks)
+        self._rule_set: RuleSet = rules.current
         # Keyed by the compiled rule object: a hot reload brings new objects, so stale entries just stop being hit.
         self._routing: dict[int, tuple[CompiledRule, _RuleRouting]] = {}
 
     def detect(self, event: ParsedEvent, event_index: str) -> list[Alert]:
-        matches = self._rules.current.match(event)
+        rule_set = self._rules.current
+        if rule_set is not self._rule_set:
+            self._follow(rule_set)
+        matches = rule_set.match(event)
         if not matches:
             return []
         alerts: list[Alert] = []
@@ -74,6 +87,16 @@ class SigmaDetector:
                 messages.append(encode_incident_alert(alert_id, document))
             alerts.append(Alert(alert_id, document, messages, routing.indexed))
         return alerts
+
+    def _follow(self, rule_set: RuleSet) -> None:
+        """A reload swapped the rule set: take its correlation rules' routing if they changed."""
+        self._rule_set = rule_set
+        if self._follower is None:
+            return
+        changed = self._follower.changed()
+        if changed is not None:
+            self._router = self._follower.router(changed)
+            self._routing.clear()  # which rules feed correlations (and which stay unindexed) may have changed
 
     def _routing_of(self, compiled: CompiledRule) -> _RuleRouting:
         cached = self._routing.get(id(compiled))

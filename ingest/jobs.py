@@ -53,8 +53,9 @@ def service_jobs(
     probe: ConnectivityProbe | None = None,
     long_lived: LongLivedObjects | None = None,
 ) -> list[Job]:
-    """The jobs a process runs: the /healthz reachability probe, retention (when enabled), rule reload with a
-    detect stage, the silent-source check with a detect stage and sources to watch."""
+    """The jobs a process runs: the /healthz reachability probe, retention (when enabled), rule reload (both
+    stages follow it: detection and correlation rules share the files), the silent-source check with a detect
+    stage and sources to watch."""
     jobs: list[Job] = []
     if probe is not None:
         jobs.append(Job("health_probe", probe.check, settings.pipeline.health_probe_interval_s, at_start=True))

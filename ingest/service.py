@@ -16,11 +16,10 @@ from typing import Any, Literal
 from elasticsearch import Elasticsearch
 
 from correlation.detection.engine import RuleSetHolder
-from correlation.windows.router import CorrelationRouter
-from correlation.windows.rules import CompiledCorrelation, compile_correlation
 from indexing.bulk import BulkSink
 from indexing.client import ElasticsearchBulkTransport, make_client
 from indexing.templates import install_templates
+from ingest.correlation_rules import CorrelationsFollower
 from ingest.detect import DetectStage
 from ingest.detector import SigmaDetector
 from ingest.gc_tuning import LongLivedObjects
@@ -54,16 +53,6 @@ def setup(settings: Settings, client: Elasticsearch | None = None) -> dict[str, 
     return {"topics_created": created, "templates": templates}
 
 
-def compile_correlations(rules: RuleSetHolder) -> list[CompiledCorrelation]:
-    compiled: list[CompiledCorrelation] = []
-    for rule in rules.current.correlations:
-        try:
-            compiled.append(compile_correlation(rule))
-        except Exception as exc:  # a broken correlation rule is reported and skipped, like a broken rule
-            log.error("correlation rule %s skipped: %s", getattr(rule, "title", rule), exc)
-    return compiled
-
-
 def make_sink(settings: Settings, client: Elasticsearch) -> BulkSink:
     p = settings.pipeline
     return BulkSink(
@@ -76,12 +65,11 @@ def make_sink(settings: Settings, client: Elasticsearch) -> BulkSink:
     )
 
 
-def build_detect_runner(
-    settings: Settings, rules: RuleSetHolder, correlations: list[CompiledCorrelation], client: Elasticsearch
-) -> StageRunner:
+def build_detect_runner(settings: Settings, rules: RuleSetHolder, client: Elasticsearch) -> StageRunner:
     parsers = parsers_for_topics(settings.kafka.raw_topics, build_parsers(settings.parsers))
-    router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
-    detector = SigmaDetector(rules, router, settings.rules.alert_incident_level)
+    follower = CorrelationsFollower(rules, settings.correlation.entity_fields)
+    router = follower.router(follower.current)
+    detector = SigmaDetector(rules, router, settings.rules.alert_incident_level, follower)
     stage = DetectStage(
         parsers,
         detector,
@@ -213,12 +201,11 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
     client = make_client(settings.elasticsearch)
     setup(settings, client)
     rules = RuleSetHolder.from_settings(settings.rules)
-    correlations = compile_correlations(rules)
     runners: list[StageRunner] = []
     closers: list[Callable[[], None]] = []
     silence: SilentSourceWatcher | None = None
     if "detect" in stages:
-        detect = build_detect_runner(settings, rules, correlations, client)
+        detect = build_detect_runner(settings, rules, client)
         runners.append(detect)
         if settings.pipeline.silent_sources:
             end_offsets = KafkaEndOffsets(settings.kafka)
@@ -230,7 +217,7 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
     if "correlate" in stages:
         from ingest.correlate import build_correlate_runner
 
-        runners.append(build_correlate_runner(settings, correlations, client))
+        runners.append(build_correlate_runner(settings, rules, client))
     probe_offsets = KafkaEndOffsets(settings.kafka)  # its own consumer: the probe job may run beside the check above
     closers.append(probe_offsets.close)
     probed_partition = (next(iter(settings.kafka.raw_topics)), 0)
@@ -245,6 +232,6 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
     probe = ConnectivityProbe(kafka_answers, elasticsearch_answers)
     long_lived = LongLivedObjects()
     jobs = service_scheduler(
-        service_jobs(settings, client, rules if "detect" in stages else None, silence, probe, long_lived)
+        service_jobs(settings, client, rules, silence, probe, long_lived)
     )
     return Service(settings, runners, client, jobs=jobs, probe=probe, closers=closers, long_lived=long_lived)

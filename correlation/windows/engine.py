@@ -147,6 +147,29 @@ class CorrelationEngine:
 
     on_timer = advance
 
+    def carry_over(self, previous: CorrelationEngine) -> int:
+        """Take over ``previous``'s windows of the correlations whose definition is unchanged (a rule reload).
+
+        Those windows go on as if nothing happened: what they hold still counts, their consumed ranges still
+        suppress, the timer still closes them. A new correlation, or one whose definition changed, starts with no
+        windows (alerts routed to it from now on). Call on a fresh engine, before it processes anything;
+        ``previous`` must not be used afterwards (its windows now belong to this engine). Returns the number of
+        groups taken over."""
+        self.watermark = max(self.watermark, previous.watermark)
+        self._max_ts = max(self._max_ts, previous._max_ts)
+        taken = 0
+        for rule_id, rule in self.rules.items():
+            before = previous.rules.get(rule_id)
+            groups = previous._groups.get(rule_id)
+            if before is None or not groups or before.window_definition != rule.window_definition:
+                continue
+            self._groups[rule_id] = groups
+            for key, group in groups.items():
+                group.due = NEVER  # the previous engine's timer wheel is not taken over: schedule afresh
+                self._schedule(rule, key, group)
+            taken += len(groups)
+        return taken
+
     def group_count(self) -> int:
         return sum(len(groups) for groups in self._groups.values())
 

@@ -71,6 +71,25 @@ class CompiledCorrelation:
     def incident_identity(self) -> str:
         return self.id
 
+    @property
+    def window_definition(self) -> tuple[Any, ...]:
+        """What a window's content and its verdict depend on. Two versions of a rule with the same definition can
+        share windows (a reload that only retitled, re-levelled or re-described a rule keeps its windows)."""
+        return (
+            self.type,
+            self.timespan_ms,
+            self.group_by,
+            self.rule_ids,
+            self.rule_names,
+            self.aliases,
+            self.op,
+            self.threshold,
+            self.value_field,
+            self.percentile,
+            self.expression,
+            self.decided_on_arrival,
+        )
+
 
 def _has_not(expr: Expr) -> bool:
     if expr[0] == "ref":

@@ -39,8 +39,8 @@ from correlation.detection.alerts import alert_id
 from correlation.detection.engine import RuleSetHolder
 from correlation.incidents.builder import signal_from_alert
 from correlation.windows.router import CorrelationRouter
+from ingest.correlation_rules import compile_correlations
 from ingest.detector import SigmaDetector
-from ingest.service import compile_correlations
 from parsers.base import SourceRecord
 from parsers.ids import coordinate_id, k8s_audit_id
 from parsers.registry import build_parsers
@@ -107,7 +107,7 @@ def rules_fired(records: Sequence[Record]) -> list[tuple[tuple[str, ...], tuple[
     settings = Settings()
     parsers = build_parsers(settings.parsers)
     rules = RuleSetHolder.from_settings(settings.rules)
-    correlations = compile_correlations(rules)
+    correlations = compile_correlations(rules.current)
     router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
     detector = SigmaDetector(rules, router, settings.rules.alert_incident_level)
     fired: list[tuple[tuple[str, ...], tuple[str, ...]]] = []

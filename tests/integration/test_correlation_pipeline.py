@@ -553,3 +553,23 @@ def test_two_correlators_share_the_keys(pipeline_factory):
     assert sum(decided) == len(ips) and all(decided), decided
     incidents = p.incidents()
     assert sorted(i["key"] for i in incidents) == sorted(f"corr:{BRUTE_FORCE}:sourceIPAddress={ip}" for ip in ips)
+
+
+def test_a_correlation_rule_added_while_running_correlates_after_the_reload(pipeline_factory):
+    base_rules, brute_force_rule = LOGIN_RULES.rsplit("---", 1)
+    p = pipeline_factory(base_rules)
+    rules = p.settings.rules.model_copy(update={"reload_interval_s": 1.0})
+    p.settings = p.settings.model_copy(update={"rules": rules})
+    p.start()
+    # The running service picks up the new file: the detect stage starts routing failed logins to the
+    # correlation, the correlate stage starts keeping its windows. Nothing is restarted.
+    (rules.directories[0] / "brute_force.yml").write_text(brute_force_rule, encoding="utf-8")
+    time.sleep(5.0)  # several reload intervals, and polls of both stages
+    records = cloudtrail(is_console_login)
+    p.produce("cloudtrail", records)
+    burst = only(p.wait_for("brute force correlation after the reload", lambda: p.correlations(BRUTE_FORCE)))
+    first_five = [
+        r for r in records if r["sourceIPAddress"] == ATTACKER_IP and r["responseElements"]["ConsoleLogin"] == "Failure"
+    ][:5]
+    assert burst["_id"] == match_id(BRUTE_FORCE, (ATTACKER_IP,), epoch_ms(first_five[0]["eventTime"]))
+    assert sorted(burst["siem"]["correlation"]["event_ids"]) == sorted(r["eventID"] for r in first_five)

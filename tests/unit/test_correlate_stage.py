@@ -9,6 +9,7 @@ import orjson
 import pytest
 from elastic_transport import ConnectionError as EsConnectionError
 
+from correlation.detection.engine import RuleSetHolder
 from correlation.incidents.store import IncidentStore, MemoryBackend
 from correlation.windows.clock import ManualClock
 from correlation.windows.messages import CorrelationInput, match_id
@@ -24,10 +25,11 @@ from ingest.correlate import (
     RebuildingConsumer,
     TimerFedSink,
 )
+from ingest.correlation_rules import CorrelationsFollower
 from ingest.detect import RecordOutputs, Token
 from ingest.runner import StageRunner
 from parsers.base import SourceRecord
-from siem.config import CorrelationSettings, Settings
+from siem.config import CorrelationSettings, RulesSettings, Settings
 from tests.unit.runtime_fakes import FakeConsumer, FakeProducer, FakeTransport
 
 FAILED_ID = "5638f7c0-ac70-491d-8465-2a65075e0d86"
@@ -423,3 +425,42 @@ def test_rebuild_makes_the_store_sync_before_its_next_search(correlations):
     assert backend.syncs == 2
     ((incident, _),) = backend.docs.values()
     assert incident["alert_ids"] == ["a1", "a2"]
+
+
+# ---- rule reload ---------------------------------------------------------------------------------------------
+
+
+def test_a_rule_reload_applies_at_the_next_poll_and_keeps_unchanged_windows(tmp_path):
+    rule_file = tmp_path / "rules.yml"
+    rule_file.write_text(RULES, encoding="utf-8")
+    holder = RuleSetHolder.from_settings(RulesSettings(directories=[tmp_path]))
+    settings = Settings()
+    follower = CorrelationsFollower(holder, settings.correlation.entity_fields)
+    store = IncidentStore(MemoryBackend(), settings.incidents, clock_ms=lambda: T0)
+    stage = CorrelateStage(settings, follower.current, store, threading.Lock(), follower=follower)
+    timer = CorrelationTimer(stage.engine, lambda matches: None, 60.0, lock=stage.lock)
+    stage.bind_timer(timer, lambda outputs: None)
+    for n in range(2):
+        assert stage.process(input_record(failed_input(stage, n), offset=n)).actions == []
+
+    engine_before = stage.engine
+
+    # Retitle the burst rule (its windows stay) and tighten "too few logins" (a changed definition starts empty).
+    rule_file.write_text(
+        RULES.replace("title: Login burst", "title: Console login burst").replace("{lt: 2}", "{lt: 3}"),
+        encoding="utf-8",
+    )
+    assert holder.reload()
+    assert stage.engine is engine_before, "nothing changes in the middle of a poll batch"
+    wrapper = RebuildingConsumer(
+        lambda on_assigned: FakeConsumer([input_record(failed_input(stage, 2), offset=2)]),
+        stage,
+        lambda partitions, lookback_ms: [],
+    )
+    (polled,) = wrapper.poll(10, 10)
+    assert stage.engine is not engine_before and timer.engine is stage.engine, "the timer advances the new engine"
+    assert stage.engine.buffered_inputs() == 2
+    (action,) = stage.process(polled).actions  # the third alert completes the window kept across the reload
+    assert action.doc_id == match_id(BURST_ID, ("203.0.113.66",), T0)
+    assert orjson.loads(action.source)["siem"]["title"] == "Console login burst", "the reloaded rule renders it"
+    assert stage.follow_rules() is False, "nothing changed since: no second swap"

@@ -214,3 +214,66 @@ def test_timer_wrapper_uses_injected_clock():
     clock.set(t("12:01:00") + 1)
     assert [m.window_start_ms for m in timer.tick()] == [t("12:00:00")]
     assert len(sunk) == 1
+
+
+# ---- rule reload: carry_over -------------------------------------------------------------------------------
+
+LT3 = """
+    type: event_count
+    rules: [failed_login]
+    group-by: [User]
+    timespan: 1m
+    condition: {lt: 3}
+"""
+
+
+def _reloaded(body: str, title: str = "Correlation", lateness_ms: int = 5 * 60_000):
+    """The same correlation id loaded again (a rule reload), possibly with another body or title."""
+    _, compiled = load_correlations_from_yaml(corr(body).replace("title: Correlation", f"title: {title}", 1))
+    router = CorrelationRouter(compiled, entity_fields=["source.ip"])
+    engine = CorrelationEngine(compiled, allowed_lateness_ms=lateness_ms, router=router, timer_resolution_ms=1)
+    return compiled[0], router, engine
+
+
+def test_a_reload_that_only_retitles_a_correlation_keeps_its_windows():
+    _, router, engine = setup(COUNT5)
+    assert feed(engine, router, [t("12:00:00"), t("12:00:01"), t("12:00:02"), t("12:00:03")]) == []
+    rule, new_router, reloaded = _reloaded(COUNT5, title="Console brute force")
+    assert reloaded.carry_over(engine) == 1
+    assert reloaded.buffered_inputs() == 4
+    (match,) = [m for inp in alert(new_router, t("12:00:04"), n=4) for m in reloaded.process(inp)]
+    assert match.alert_ids == ("a0", "a1", "a2", "a3", "a4"), "the four alerts before the reload still count"
+    assert match.id == match_id(rule.id, ("alice",), t("12:00:00"))
+
+
+def test_a_reload_that_changes_a_correlation_starts_it_empty():
+    _, router, engine = setup(COUNT5)
+    feed(engine, router, [t("12:00:00"), t("12:00:01"), t("12:00:02"), t("12:00:03")])
+    changed = COUNT5.replace("{gte: 5}", "{gte: 2}")
+    _, new_router, reloaded = _reloaded(changed)
+    assert reloaded.carry_over(engine) == 0
+    assert reloaded.group_count() == 0
+    assert [m for inp in alert(new_router, t("12:00:04"), n=4) for m in reloaded.process(inp)] == []
+    (match,) = [m for inp in alert(new_router, t("12:00:05"), n=5) for m in reloaded.process(inp)]
+    assert match.alert_ids == ("a4", "a5"), "only alerts routed after the reload count for the new definition"
+
+
+def test_kept_windows_are_closed_by_the_new_engines_timer():
+    _, router, engine = setup(LT3, lateness_ms=30_000)
+    feed(engine, router, [t("12:00:00"), t("12:00:10")])
+    rule, _, reloaded = _reloaded(LT3, title="Too few logins", lateness_ms=30_000)
+    assert reloaded.carry_over(engine) == 1
+    assert reloaded.watermark == engine.watermark
+    (match,) = reloaded.advance(t("12:01:30") + 1)
+    assert (match.id, match.aggregate) == (match_id(rule.id, ("alice",), t("12:00:00")), 2.0)
+    assert reloaded.group_count() == 0, "closed and evicted by the new engine's wheel"
+
+
+def test_a_consumed_window_still_suppresses_redelivered_alerts_after_a_reload():
+    _, router, engine = setup(COUNT5)
+    times = [t("12:00:00"), t("12:00:01"), t("12:00:02"), t("12:00:03"), t("12:00:04")]
+    assert len(feed(engine, router, times)) == 1
+    _, new_router, reloaded = _reloaded(COUNT5, title="Retitled")
+    reloaded.carry_over(engine)
+    assert [m for inp in alert(new_router, t("12:00:02"), n=2) for m in reloaded.process(inp)] == []
+    assert reloaded.stats.suppressed == 1

@@ -10,6 +10,7 @@ from correlation.detection.engine import RuleSetHolder
 from correlation.windows.router import CorrelationRouter
 from correlation.windows.rules import compile_correlation
 from ingest.alert_messages import IncidentAlert, decode
+from ingest.correlation_rules import CorrelationsFollower
 from ingest.detector import SigmaDetector
 from parsers.base import ParsedEvent
 from siem.config import RulesSettings
@@ -131,3 +132,25 @@ def test_building_block_input_carries_the_alert_id_and_time_the_full_document_wo
     full_input = orjson.loads(full.correlation_messages[0][1])["input"]
     assert quiet_input == full_input
     assert quiet_input["alert_id"] == full.doc_id
+
+
+def test_a_reload_that_adds_or_removes_a_correlation_reroutes_its_base_rule(tmp_path: Path) -> None:
+    (tmp_path / "login.yml").write_text(LOGIN_FAILED, encoding="utf-8")
+    holder = RuleSetHolder.from_settings(RulesSettings(directories=[tmp_path]))
+    follower = CorrelationsFollower(holder, ["source.ip"])
+    detector = SigmaDetector(holder, follower.router(follower.current), "high", follower)
+    failure = _cloudtrail("ConsoleLogin", responseElements={"ConsoleLogin": "Failure"})
+    (alert,) = detector.detect(failure, "idx")
+    assert alert.indexed and alert.correlation_messages == [], "no correlation refers to the rule yet"
+
+    (tmp_path / "brute.yml").write_text(BRUTE_FORCE, encoding="utf-8")
+    assert holder.reload()
+    (alert,) = detector.detect(failure, "idx")
+    assert not alert.indexed, "now a building block of a correlation (generate: false)"
+    (message,) = [orjson.loads(value) for _, value in alert.correlation_messages]
+    assert message["input"]["correlation_id"] == "5f0f4a52-6a43-4c1a-9a55-1f0d5d1d0003"
+
+    (tmp_path / "brute.yml").unlink()
+    assert holder.reload()
+    (alert,) = detector.detect(failure, "idx")
+    assert alert.indexed and alert.correlation_messages == [], "the correlation is gone: the rule alerts again"
