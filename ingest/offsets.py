@@ -26,7 +26,9 @@ class OffsetTracker:
 
     def track(self, topic: str, partition: int, offset: int, documents: int) -> None:
         """Register a polled record that produced ``documents`` outstanding documents (0 = already done)."""
-        state = self._partitions.setdefault((topic, partition), _PartitionState())
+        state = self._partitions.get((topic, partition))
+        if state is None:  # not setdefault: that would build a state object for every record
+            state = self._partitions[(topic, partition)] = _PartitionState()
         if documents > 0:
             state.pending[offset] = state.pending.get(offset, 0) + documents
         if state.next_offset is None or offset + 1 > state.next_offset:
