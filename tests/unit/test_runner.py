@@ -266,6 +266,28 @@ def test_caught_up_stage_hands_the_last_documents_over_when_the_request_in_fligh
     runner.sink.close()
 
 
+def test_a_buffer_still_full_after_one_hand_off_is_handed_over_again_instead_of_pausing():
+    # A poll batch lands on top of a full buffer: after the request in flight is answered and the next batch is sent,
+    # the buffer is still full. Pausing then made the next poll sleep through its whole timeout on paused partitions
+    # (the real consumer returns nothing until then), with Elasticsearch idle. The stage waits for that request too.
+    transport = GatedTransport()
+    runner, consumer, _, _ = _build(
+        [_good(i) for i in range(30)], transport, background=True, poll_timeout_ms=2000, max_actions=5,
+        poll_max_records=15,
+    )
+    runner.step()  # 15 records: 5 sent (held by Elasticsearch), 10 buffered
+    assert (runner.sink.pending, runner.sink.buffered) == (15, 10)
+    threading.Timer(0.05, transport.release.set).start()
+    runner.step()
+    assert all(not paused for _, paused in consumer.poll_timeouts), "no poll on paused partitions"
+    assert len(transport.indexed) >= 10, "both waiting batches went out before the stage polled again"
+    for _ in range(5):
+        runner.sink.wait(5)
+        runner.step()
+    assert len(transport.indexed) == 30 and consumer.committed == {("raw", 0): 30}
+    runner.sink.close()
+
+
 def test_consumer_lag_is_reported_per_partition_and_dropped_on_revoke():
     from prometheus_client import REGISTRY
 
