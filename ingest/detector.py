@@ -54,7 +54,7 @@ class SigmaDetector:
         self._incident_min_level = incident_min_level
         self._follower = follower  # None: the router stays as given (tests, benchmarks)
         self._rule_set: RuleSet = rules.current
-        # Keyed by the compiled rule object: a hot reload brings new objects, so stale entries just stop being hit.
+        # Keyed by the compiled rule object (its id, checked by identity); emptied when a reload swaps the rule set.
         self._routing: dict[int, tuple[CompiledRule, _RuleRouting]] = {}
 
     def detect(self, event: ParsedEvent, event_index: str) -> list[Alert]:
@@ -89,14 +89,15 @@ class SigmaDetector:
         return alerts
 
     def _follow(self, rule_set: RuleSet) -> None:
-        """A reload swapped the rule set: take its correlation rules' routing if they changed."""
+        """A reload swapped the rule set: forget the old rules' routing (it holds them), and take the correlation
+        rules' routing if they changed (which rules feed correlations, and which stay unindexed)."""
         self._rule_set = rule_set
+        self._routing.clear()
         if self._follower is None:
             return
         changed = self._follower.changed()
         if changed is not None:
             self._router = self._follower.router(changed)
-            self._routing.clear()  # which rules feed correlations (and which stay unindexed) may have changed
 
     def _routing_of(self, compiled: CompiledRule) -> _RuleRouting:
         cached = self._routing.get(id(compiled))

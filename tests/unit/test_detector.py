@@ -154,3 +154,20 @@ def test_a_reload_that_adds_or_removes_a_correlation_reroutes_its_base_rule(tmp_
     assert holder.reload()
     (alert,) = detector.detect(failure, "idx")
     assert alert.indexed and alert.correlation_messages == [], "the correlation is gone: the rule alerts again"
+
+
+def test_a_reload_lets_the_old_rules_go(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    detector = _detector(tmp_path, LOGIN_FAILED)
+    holder = detector._rules
+    failure = _cloudtrail("ConsoleLogin", responseElements={"ConsoleLogin": "Failure"})
+    (alert,) = detector.detect(failure, "idx")  # remembers how the rule's matches are routed
+    (match,) = holder.current.match(failure)
+    old_rule = weakref.ref(match.rule)
+    del match
+    assert holder.reload()
+    (alert,) = detector.detect(failure, "idx")
+    gc.collect()
+    assert old_rule() is None, "nothing the detector keeps holds a replaced rule"
