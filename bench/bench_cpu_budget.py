@@ -43,7 +43,7 @@ from bench_e2e import parse_args as e2e_args  # noqa: E402
 from e2e_support import benchmark_records, new_tag  # noqa: E402
 from elasticsearch import Elasticsearch  # noqa: E402
 
-from indexing.bulk import BulkAction  # noqa: E402
+from indexing.bulk import BulkAction, FlushReport  # noqa: E402
 from indexing.client import make_client  # noqa: E402
 from ingest.service import make_sink, setup  # noqa: E402
 from siem.config import Settings  # noqa: E402
@@ -82,13 +82,12 @@ def synthetic_pipeline(settings: Settings, client: Elasticsearch, actions: list[
     return time.perf_counter() - started
 
 
-def _collect(report: object) -> int:
-    rejected = getattr(report, "rejected", [])
-    if rejected:
-        raise SystemExit(f"ES refused {len(rejected)} docs: {rejected[0].reason}")
-    if getattr(report, "request_error", None):
+def _collect(report: FlushReport) -> int:
+    if report.rejected:
+        raise SystemExit(f"ES refused {len(report.rejected)} docs: {report.rejected[0].reason}")
+    if report.request_error:
         time.sleep(0.2)
-    return len(getattr(report, "delivered", []))
+    return len(report.delivered)
 
 
 def parse_args() -> argparse.Namespace:

@@ -158,10 +158,7 @@ class CorrelateStage:
             self._use_correlations(changed)
             engine = self._new_engine()
             kept = engine.carry_over(previous)
-            self.engine = engine
-            if self._timer is not None:
-                self._timer.engine = engine
-            metrics.CORRELATION_STATE.set(engine.group_count())
+            self._install(engine)
         log.info(
             "correlation rules reloaded: %d correlations; %d of %d windows kept (new or changed correlations "
             "start empty)",
@@ -170,6 +167,13 @@ class CorrelateStage:
             before,
         )
         return True
+
+    def _install(self, engine: CorrelationEngine) -> None:
+        """Make ``engine`` the stage's and the timer's (call with ``self.lock`` held)."""
+        self.engine = engine
+        if self._timer is not None:
+            self._timer.engine = engine
+        metrics.CORRELATION_STATE.set(engine.group_count())
 
     def _new_engine(self) -> CorrelationEngine:
         c = self._settings.correlation
@@ -330,10 +334,7 @@ class CorrelateStage:
                 if isinstance(message, CorrelationInput):
                     engine.process(message, emit=False)
                     replayed += 1
-            self.engine = engine
-            if self._timer is not None:
-                self._timer.engine = engine
-            metrics.CORRELATION_STATE.set(engine.group_count())
+            self._install(engine)
         return replayed
 
     # ---- dead letters -----------------------------------------------------------------------------
