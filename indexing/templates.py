@@ -86,14 +86,17 @@ ECS_PROPERTIES: dict[str, Any] = {
         request=_obj(method=KEYWORD, referrer=KEYWORD, id=KEYWORD, body=_obj(bytes=LONG), bytes=LONG),
         response=_obj(status_code=LONG, body=_obj(bytes=LONG), bytes=LONG),
     ),
-    "url": _obj(original=TEXT_AND_KEYWORD, full=TEXT_AND_KEYWORD, **_kw("path", "query", "domain", "scheme")),
+    "url": _obj(
+        original=TEXT_AND_KEYWORD, full=TEXT_AND_KEYWORD, **_kw("path", "query", "domain", "scheme", "extension")
+    ),
     "log": _obj(level=KEYWORD, logger=KEYWORD, file=_obj(path=KEYWORD)),
     "host": _obj(**_kw("name", "hostname", "id"), ip=IP),
     "process": _obj(name=KEYWORD, pid=LONG),
     "service": _obj(**_kw("name", "type", "version", "environment")),
     "error": _obj(message={"type": "text"}, **_kw("code", "type")),
-    "network": _obj(**_kw("protocol", "transport", "direction")),
-    "tls": _obj(**_kw("version", "cipher")),
+    "network": _obj(**_kw("protocol", "transport", "direction"), forwarded_ip=IP),
+    "tls": _obj(**_kw("version", "version_protocol", "cipher"), client=_obj(server_name=KEYWORD)),
+    "group": _obj(**_kw("id", "name")),
     # Application logs' own fields (whatever each app logs) are one flattened object: apps disagree on types.
     "app": FLATTENED,
     "aws": _obj(
@@ -134,6 +137,28 @@ RULE_PROPERTIES: dict[str, Any] = {
         framework=KEYWORD,
         tactic=_obj(**_kw("id", "name", "reference")),
         technique=_obj(**_kw("id", "name", "reference"), subtechnique=_obj(**_kw("id", "name", "reference"))),
+    ),
+    "sigma": _obj(**_kw("level", "status", "falsepositives", "fields", "file")),
+    "siem": _obj(
+        source_event=_obj(**_kw("index", "id", "dataset")),
+        # The source fields a rule matched on, under their source names (requestParameters.policyArn, ...): as
+        # many keys as the rules name, so one flattened field. Each key as its own field cost a mapping update per
+        # new key in every daily index (~25 ms of Elasticsearch CPU each, measured) and grows toward the field limit
+        # with a large rule base. Still queryable by key: siem.matched_fields.requestParameters.policyArn: "...".
+        matched_fields=FLATTENED,
+        level=KEYWORD,
+        title={"type": "text", "fields": {"keyword": KEYWORD}},
+        silent_source=KEYWORD,
+        # end_offsets: "topic/partition@offset,..." where each watched partition stood when the silence was raised
+        silence=_obj(topics=KEYWORD, minutes=FLOAT, since=DATE, end_offsets=LONG_KEYWORD),
+        correlation=_obj(
+            **_kw("type", "group_key", "rule_ids", "alert_ids", "event_ids"),
+            group_by=FLATTENED,  # keyed by the rule's group-by field names
+            aggregate=FLOAT,
+            input_count=LONG,
+            timespan_ms=LONG,
+            entities=_obj(**_kw("field", "value")),
+        ),
     ),
 }
 
@@ -177,7 +202,13 @@ SOURCE_PROPERTIES: dict[str, Any] = {
     "aws": _obj(
         cloudtrail=_obj(
             **_kw("event_type", "event_category", "error_code", "recipient_account_id", "request_id", "resources_text"),
+            **_kw("api_version", "event_version", "shared_event_id", "vpc_endpoint_id"),
+            # Booleans in CloudTrail, keywords here as they always were (the dynamic templates made them so).
+            **_kw("management_event", "read_only"),
             error_message={"type": "keyword", "ignore_above": 8191},
+            # CloudTrail's own key spellings (ARN, accountId; a few producers send arn)
+            resources=_obj(**_kw("ARN", "arn", "accountId", "type")),
+            console_login=_obj(additional_eventdata=_obj(**_kw("login_to", "mfa_used", "mobile_version"))),
             user_identity=_obj(
                 **_kw("type", "arn", "access_key_id", "invoked_by"),
                 session_context=_obj(
@@ -190,11 +221,18 @@ SOURCE_PROPERTIES: dict[str, Any] = {
     ),
     "kubernetes": _obj(
         audit=_obj(
-            **_kw("auditID", "stage", "verb", "level", "requestURI"),
-            user=_obj(**_kw("username", "uid", "groups")),
+            **_kw("auditID", "stage", "verb", "level", "requestURI", "kind", "apiVersion", "timestamp"),
+            # user.extra: whatever the authenticator adds (keys like authentication.kubernetes.io/pod-name)
+            user=_obj(**_kw("username", "uid", "groups"), extra=FLATTENED),
             impersonatedUser=_obj(**_kw("username", "groups")),
-            objectRef=_obj(**_kw("resource", "subresource", "namespace", "name", "apiGroup", "apiVersion")),
-            responseStatus=_obj(code=LONG, **_kw("status", "reason")),
+            objectRef=_obj(**_kw("resource", "subresource", "namespace", "name", "uid", "apiGroup", "apiVersion")),
+            responseStatus=_obj(code=LONG, **_kw("status", "reason"), message=TEXT_AND_KEYWORD, metadata=FLATTENED),
+            metadata=_obj(creationTimestamp=KEYWORD),
+            # the cloud's envelope of a GKE (Cloud Logging) or AKS (Azure diagnostics) audit record
+            gke_metadata=_obj(
+                **_kw("cluster_name", "location", "log_name", "project_id", "receive_time", "resource_name")
+            ),
+            aks_metadata=_obj(**_kw("category", "operation_name", "resource_id")),
             sourceIPs=IP,
             userAgent=KEYWORD,
             # kept as sent (microsecond strings); @timestamp is the parsed time
@@ -227,6 +265,8 @@ DLQ_PROPERTIES: dict[str, Any] = {
         message={"type": "text"},
         original_base64=STORED_ONLY,
         original_size=LONG,
+        original_truncated=BOOL,
+        original_sha256=KEYWORD,
     ),
     "event": _obj(**_kw("kind", "dataset", "id")),
 }

@@ -1,10 +1,11 @@
 """Real third-party records through the real stack: every Panther/Falco/Apache record produced to Kafka ends up
 in Elasticsearch (or, for the deliberately malformed ones, in the DLQ with a parse reason) — and no document is
-refused by the index templates (no mapping surprises)."""
+refused by the index templates, nor adds a field the templates do not map (no mapping surprises)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -62,6 +63,36 @@ def _expected(parser_name: str, values: list[bytes]) -> tuple[set[tuple[str, str
     return ids, failures
 
 
+# Objects whose keys are data by design (free-form labels, an incident's entities by kind), and the enrichment
+# Panther's test records carry (p_any_*, p_enrichment.*: Panther's fields, not Kubernetes'): new keys are expected.
+DYNAMIC_BY_DESIGN = ("labels.", "entities.", "kubernetes.audit.p_")
+
+
+def _leaves(properties: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for name, spec in properties.items():
+        if "properties" in spec:
+            out |= _leaves(spec["properties"], f"{prefix}{name}.")
+        else:
+            out.add(f"{prefix}{name}")
+    return out
+
+
+def _unmapped_fields(es: Elasticsearch, prefix: str) -> dict[str, list[str]]:
+    """Per index: the fields Elasticsearch added by dynamic mapping, beyond what the index templates declare.
+
+    Each one cost a mapping update (a cluster-state change that holds up the bulk request) in every new daily index,
+    and typed the field from whichever document came first."""
+    unmapped: dict[str, list[str]] = {}
+    for index, body in es.indices.get_mapping(index=f"{prefix}-*").body.items():
+        declared = es.indices.simulate_index_template(name=index).body["template"]["mappings"]
+        extra = _leaves(body["mappings"].get("properties", {})) - _leaves(declared.get("properties", {}))
+        extra = {field for field in extra if not field.startswith(DYNAMIC_BY_DESIGN)}
+        if extra:
+            unmapped[index] = sorted(extra)
+    return unmapped
+
+
 def test_shared_data_is_indexed_without_mapping_errors(local_stack: LocalStack) -> None:
     settings = isolated_settings()
     es = Elasticsearch(hosts=[local_stack.elasticsearch_url])
@@ -79,6 +110,7 @@ def test_shared_data_is_indexed_without_mapping_errors(local_stack: LocalStack) 
             assert wait_for(
                 lambda: service.runners[0].stats.records == total and service.runners[0].sink.pending == 0, 120
             )
+        es.indices.refresh(index=f"{prefix}-*")  # searchable now, not at the next refresh interval
         dlq = es.search(index=settings.elasticsearch.dlq_index, size=200, ignore_unavailable=True)["hits"]["hits"]
         kinds = [hit["_source"]["dlq"]["error_type"] for hit in dlq]
         assert "mapping_error" not in kinds, [
@@ -88,5 +120,7 @@ def test_shared_data_is_indexed_without_mapping_errors(local_stack: LocalStack) 
         assert count(es, f"{prefix}-events-aws.cloudtrail-*") == len(ct_ids)
         assert count(es, f"{prefix}-events-kubernetes.audit_logs-*") >= len(k8s_ids)
         assert count(es, f"{prefix}-events-app.*") == len(apache)
+        assert count(es, f"{prefix}-alerts-*") > 0  # the alert templates are checked below too
+        assert _unmapped_fields(es, prefix) == {}
     finally:
         cleanup(es, settings)
