@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.partitioner import DefaultPartitioner
+from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from parsers.base import SourceRecord
@@ -362,12 +364,40 @@ class ProduceFailed(Exception):
     are re-read from the last commit (committing past them would lose the message)."""
 
 
+class CachedKeyPartitioner(DefaultPartitioner):  # type: ignore[misc]  # kafka-python ships no type hints
+    """The default partitioner (murmur2 of the key, as the Java client), with each key's hash remembered.
+
+    kafka-python's murmur2 is pure Python: ~12 µs per message, a quarter of what a send costs the detect stage.
+    Correlation inputs are keyed by correlation rule + group key, and the same few keys recur with every burst.
+    The partition a key maps to is the default one, so keys keep their partitions across versions."""
+
+    def __init__(self, max_keys: int = 65536) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def partition(
+        self, topic: str, key: Any, serialized_key: bytes | None, value: Any, serialized_value: Any, cluster: Any
+    ) -> int:
+        partitions = None if serialized_key is None else cluster.partitions_for_topic(topic)
+        if serialized_key is None or not partitions:
+            # No key (a random choice), or a topic without metadata (the default raises the error).
+            return int(super().partition(topic, key, serialized_key, value, serialized_value, cluster))
+        hashed = self._hashes.get(serialized_key)
+        if hashed is None:
+            if len(self._hashes) >= self._max_keys:  # alert and DLQ ids never recur: keep the memory bounded
+                self._hashes.clear()
+            hashed = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        ordered = sorted(partitions)
+        return int(ordered[hashed % len(ordered)])
+
+
 class KafkaMessageProducer:
     """Producer for alerts and DLQ entries: acks=all, idempotent ordering per key."""
 
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
         options = settings.client_options()
         options.update(acks="all", linger_ms=settings.producer_linger_ms, retries=10, max_request_size=4 * 1024 * 1024)
+        options.update(partitioner=CachedKeyPartitioner())
         options.update(overrides)
         self._producer = KafkaProducer(**options)
         self._failures: list[str] = []  # appended from the producer's I/O thread (list.append is atomic)
