@@ -190,7 +190,7 @@ INCIDENT_PROPERTIES: dict[str, Any] = {
     "alert_count": LONG,
     "alert_ids_truncated": BOOL,
     "evidence_event_count": LONG,
-    "rules": _obj(**_kw("id", "name", "level", "kind")),
+    "rules": _obj(**_kw("id", "name", "level", "kind"), alert_count=LONG),
     "entities": {"type": "object", "dynamic": True},
     "applied_offsets": {"type": "object", "enabled": False},  # replay bookkeeping, kept in _source only
     "notes": _obj(text={"type": "text"}, **_kw("author"), at=DATE),

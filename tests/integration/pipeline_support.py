@@ -98,3 +98,33 @@ def committed_offsets(settings: Settings, group_id: str, topic: str) -> dict[int
 
 def cleanup(es: Elasticsearch, settings: Settings) -> None:
     es.indices.delete(index=f"{settings.elasticsearch.index_prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+
+
+# Objects whose keys are data by design (free-form labels, an incident's entities by kind), and the enrichment
+# Panther's test records carry (p_any_*, p_enrichment.*: Panther's fields, not Kubernetes'): new keys are expected.
+DYNAMIC_BY_DESIGN = ("labels.", "entities.", "kubernetes.audit.p_")
+
+
+def _leaves(properties: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for name, spec in properties.items():
+        if "properties" in spec:
+            out |= _leaves(spec["properties"], f"{prefix}{name}.")
+        else:
+            out.add(f"{prefix}{name}")
+    return out
+
+
+def unmapped_fields(es: Elasticsearch, prefix: str) -> dict[str, list[str]]:
+    """Per index: the fields Elasticsearch added by dynamic mapping, beyond what the index templates declare.
+
+    Each one cost a mapping update (a cluster-state change that holds up the bulk request) in every new daily index,
+    and typed the field from whichever document came first."""
+    unmapped: dict[str, list[str]] = {}
+    for index, body in es.indices.get_mapping(index=f"{prefix}-*").body.items():
+        declared = es.indices.simulate_index_template(name=index).body["template"]["mappings"]
+        extra = _leaves(body["mappings"].get("properties", {})) - _leaves(declared.get("properties", {}))
+        extra = {field for field in extra if not field.startswith(DYNAMIC_BY_DESIGN)}
+        if extra:
+            unmapped[index] = sorted(extra)
+    return unmapped

@@ -29,6 +29,7 @@ from siem.config import (
     RulesSettings,
     Settings,
 )
+from tests.integration.pipeline_support import unmapped_fields
 
 pytestmark = pytest.mark.integration
 
@@ -429,6 +430,8 @@ def test_console_brute_force_then_success(pipeline_factory):
     top = by_key[f"corr:{BRUTE_THEN_SUCCESS}:sourceIPAddress={ATTACKER_IP}"]
     assert (top["correlation_ids"], top["severity"], top["alert_count"]) == ([chained["_id"]], "high", 1)
     assert ATTACKER_IP in top["entities"]["ips"]
+    # correlation alerts, incidents and claims: every field they carry is in the templates
+    assert unmapped_fields(p.es, p.prefix) == {}
 
 
 def test_iam_persistence_chain(pipeline_factory):

@@ -20,6 +20,7 @@ from tests.integration.pipeline_support import (
     produce,
     running_service,
     topic_of,
+    unmapped_fields,
     wait_for,
 )
 from tests.integration.test_vertical_slice import CLOUDTRAIL
@@ -98,5 +99,6 @@ def test_silent_source_raises_one_alert_and_an_incident_then_rearms_when_records
             produce(settings, topic, [orjson.dumps({**CLOUDTRAIL, "eventID": "silence-2"})])
             assert wait_for(lambda: len(silent_alerts()) == 2, timeout_s=30, interval_s=0.3)
             assert wait_for(lambda: incidents()[0]["alert_count"] == 2, timeout_s=30, interval_s=0.3)
+            assert unmapped_fields(es, prefix) == {}  # the silent-source alert's fields are in the template
     finally:
         cleanup(es, settings)

@@ -5,7 +5,6 @@ refused by the index templates, nor adds a field the templates do not map (no ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -23,6 +22,7 @@ from tests.integration.pipeline_support import (
     produce,
     running_service,
     topic_of,
+    unmapped_fields,
     wait_for,
 )
 
@@ -63,36 +63,6 @@ def _expected(parser_name: str, values: list[bytes]) -> tuple[set[tuple[str, str
     return ids, failures
 
 
-# Objects whose keys are data by design (free-form labels, an incident's entities by kind), and the enrichment
-# Panther's test records carry (p_any_*, p_enrichment.*: Panther's fields, not Kubernetes'): new keys are expected.
-DYNAMIC_BY_DESIGN = ("labels.", "entities.", "kubernetes.audit.p_")
-
-
-def _leaves(properties: dict[str, Any], prefix: str = "") -> set[str]:
-    out: set[str] = set()
-    for name, spec in properties.items():
-        if "properties" in spec:
-            out |= _leaves(spec["properties"], f"{prefix}{name}.")
-        else:
-            out.add(f"{prefix}{name}")
-    return out
-
-
-def _unmapped_fields(es: Elasticsearch, prefix: str) -> dict[str, list[str]]:
-    """Per index: the fields Elasticsearch added by dynamic mapping, beyond what the index templates declare.
-
-    Each one cost a mapping update (a cluster-state change that holds up the bulk request) in every new daily index,
-    and typed the field from whichever document came first."""
-    unmapped: dict[str, list[str]] = {}
-    for index, body in es.indices.get_mapping(index=f"{prefix}-*").body.items():
-        declared = es.indices.simulate_index_template(name=index).body["template"]["mappings"]
-        extra = _leaves(body["mappings"].get("properties", {})) - _leaves(declared.get("properties", {}))
-        extra = {field for field in extra if not field.startswith(DYNAMIC_BY_DESIGN)}
-        if extra:
-            unmapped[index] = sorted(extra)
-    return unmapped
-
-
 def test_shared_data_is_indexed_without_mapping_errors(local_stack: LocalStack) -> None:
     settings = isolated_settings()
     es = Elasticsearch(hosts=[local_stack.elasticsearch_url])
@@ -121,6 +91,6 @@ def test_shared_data_is_indexed_without_mapping_errors(local_stack: LocalStack) 
         assert count(es, f"{prefix}-events-kubernetes.audit_logs-*") >= len(k8s_ids)
         assert count(es, f"{prefix}-events-app.*") == len(apache)
         assert count(es, f"{prefix}-alerts-*") > 0  # the alert templates are checked below too
-        assert _unmapped_fields(es, prefix) == {}
+        assert unmapped_fields(es, prefix) == {}
     finally:
         cleanup(es, settings)
