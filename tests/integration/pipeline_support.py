@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from ingest.service import Service, StageName, build_service, setup
@@ -80,9 +80,22 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, interval_s:
 
 
 def count(es: Elasticsearch, index: str, query: dict[str, Any] | None = None) -> int:
-    es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
-    response = es.count(index=index, query=query or {"match_all": {}}, ignore_unavailable=True, allow_no_indices=True)
-    return int(response["count"])
+    """Documents in ``index`` (a pattern) after a refresh.
+
+    A daily index the pipeline has just created answers 503 (no active shard) until its primary has started, which
+    on a freshly started node took long enough to fail a test (CI, 2026-11-23): that is retried for a few seconds."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+            response = es.count(
+                index=index, query=query or {"match_all": {}}, ignore_unavailable=True, allow_no_indices=True
+            )
+            return int(response["count"])
+        except ApiError as exc:
+            if exc.meta.status != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def committed_offsets(settings: Settings, group_id: str, topic: str) -> dict[int, int]:
