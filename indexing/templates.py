@@ -25,6 +25,7 @@ BOOL: dict[str, Any] = {"type": "boolean"}
 # Searchable by exact value but not aggregated: these are long JSON strings.
 LONG_KEYWORD: dict[str, Any] = {"type": "keyword", "ignore_above": 8191, "doc_values": False}
 FLATTENED: dict[str, Any] = {"type": "flattened", "ignore_above": 8191}
+TITLE: dict[str, Any] = {"type": "text", "fields": {"keyword": KEYWORD}}  # full text, and exact for sorting
 STORED_ONLY: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
 
 
@@ -147,7 +148,7 @@ RULE_PROPERTIES: dict[str, Any] = {
         # with a large rule base. Still queryable by key: siem.matched_fields.requestParameters.policyArn: "...".
         matched_fields=FLATTENED,
         level=KEYWORD,
-        title={"type": "text", "fields": {"keyword": KEYWORD}},
+        title=TITLE,
         silent_source=KEYWORD,
         # end_offsets: "topic/partition@offset,..." where each watched partition stood when the silence was raised
         silence=_obj(topics=KEYWORD, minutes=FLOAT, since=DATE, end_offsets=LONG_KEYWORD),
@@ -178,7 +179,7 @@ INCIDENT_PROPERTIES: dict[str, Any] = {
         "evidence_event_ids",
         "correlation_ids",
     ),
-    "title": {"type": "text", "fields": {"keyword": KEYWORD}},
+    "title": TITLE,
     "severity_score": LONG,
     "risk_score": FLOAT,
     "first_seen": DATE,

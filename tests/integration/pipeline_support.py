@@ -13,6 +13,7 @@ from elasticsearch import ApiError, Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from ingest.service import Service, StageName, build_service, setup
+from kibana.fields import walk_properties
 from siem.config import (
     ElasticsearchSettings,
     KafkaSettings,
@@ -118,16 +119,6 @@ def cleanup(es: Elasticsearch, settings: Settings) -> None:
 DYNAMIC_BY_DESIGN = ("labels.", "entities.", "kubernetes.audit.p_")
 
 
-def _leaves(properties: dict[str, Any], prefix: str = "") -> set[str]:
-    out: set[str] = set()
-    for name, spec in properties.items():
-        if "properties" in spec:
-            out |= _leaves(spec["properties"], f"{prefix}{name}.")
-        else:
-            out.add(f"{prefix}{name}")
-    return out
-
-
 def unmapped_fields(es: Elasticsearch, prefix: str) -> dict[str, list[str]]:
     """Per index: the fields Elasticsearch added by dynamic mapping, beyond what the index templates declare.
 
@@ -136,7 +127,9 @@ def unmapped_fields(es: Elasticsearch, prefix: str) -> dict[str, list[str]]:
     unmapped: dict[str, list[str]] = {}
     for index, body in es.indices.get_mapping(index=f"{prefix}-*").body.items():
         declared = es.indices.simulate_index_template(name=index).body["template"]["mappings"]
-        extra = _leaves(body["mappings"].get("properties", {})) - _leaves(declared.get("properties", {}))
+        extra = walk_properties(body["mappings"].get("properties", {})).keys() - walk_properties(
+            declared.get("properties", {})
+        ).keys()
         extra = {field for field in extra if not field.startswith(DYNAMIC_BY_DESIGN)}
         if extra:
             unmapped[index] = sorted(extra)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import orjson
@@ -157,9 +159,6 @@ def test_a_reload_that_adds_or_removes_a_correlation_reroutes_its_base_rule(tmp_
 
 
 def test_a_reload_lets_the_old_rules_go(tmp_path: Path) -> None:
-    import gc
-    import weakref
-
     detector = _detector(tmp_path, LOGIN_FAILED)
     holder = detector._rules
     failure = _cloudtrail("ConsoleLogin", responseElements={"ConsoleLogin": "Failure"})
