@@ -323,7 +323,12 @@ def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
                 "settings": {"index": {"number_of_shards": 1, "number_of_replicas": settings.index_replicas}},
                 "mappings": {
                     "dynamic": False,
-                    "properties": {"incident_id": {"type": "keyword"}, "claimed_ms": {"type": "long"}},
+                    "properties": {
+                        "incident_id": {"type": "keyword"},
+                        "claimed_ms": {"type": "long"},
+                        "source": {"type": "keyword"},  # topic/partition of the message that attached the alert
+                        "offset": {"type": "long"},
+                    },
                 },
             },
             "priority": 200,

@@ -9,8 +9,8 @@ Per record of ``siem.alerts`` (see :mod:`ingest.alert_messages`):
 * an :class:`IncidentAlert` (a severe single detection) becomes an incident update;
 * anything undecodable becomes a DLQ entry; the stage never raises on bad input.
 
-Incident updates are written once per poll batch (``end_batch``: one bulk request for the incidents the batch
-changed, one for the alerts' claims; optimistic concurrency, idempotent per alert id). The records that carried
+Incident updates are written once per poll batch (``end_batch``: one bulk request for the alerts' claims, then
+one for the incidents the batch changed; optimistic concurrency, idempotent per alert id). The records that carried
 signals are ``deferred``: their offsets are held back until that write succeeds. When Elasticsearch is
 unreachable the batch is retried here, with capped exponential backoff, for as long as the stage runs: the
 consumer loop stalls (which is the backpressure we want: nothing is read that could not be stored). If the stage
@@ -230,7 +230,7 @@ class CorrelateStage:
         return outputs
 
     def end_batch(self) -> None:
-        """Records the poll batch's incident signals: a claims read, an incident write and a claims write per batch,
+        """Records the poll batch's incident signals: a claims read, a claims write and an incident write per batch,
         not per alert (a burst of alerts would otherwise hold the stage to a few hundred alerts a second)."""
         signals, self._batch = self._batch, []
         if signals:

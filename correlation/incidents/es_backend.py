@@ -93,28 +93,35 @@ class ElasticsearchBackend:
                 if "resource_already_exists_exception" not in str(exc):
                     raise
 
-    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, str]:
+    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, Claim]:
         """Which of ``alerts`` (alert id, day) an incident took, as of the last ``sync``, in one multi-get. Not
         real-time: a real-time GET of a document written since the last refresh makes Elasticsearch refresh the
         shard; the store remembers its own recent claims instead."""
         if not self.claims_index or not alerts:
             return {}
+        days = dict(alerts)
         docs = [{"_index": self.claims_index(day), "_id": alert_id} for alert_id, day in alerts]
         resp = self.client.mget(docs=docs, realtime=False, filter_path="docs._id,docs.found,docs._source,docs.error")
-        claimed: dict[str, str] = {}
+        claimed: dict[str, Claim] = {}
         for doc in resp.body.get("docs", []):
             # a day whose claims index does not exist yet answers with an index_not_found error: not claimed
             if doc.get("found"):
-                claimed[str(doc["_id"])] = str(doc["_source"]["incident_id"])
+                alert_id, source = str(doc["_id"]), doc["_source"]
+                offset = source.get("offset")
+                claimed[alert_id] = Claim(alert_id, days[alert_id], str(source["incident_id"]), source.get("source"),
+                                          int(offset) if offset is not None else None)
         return claimed
 
     def claim_many(self, claims: Sequence[Claim], now_ms: int) -> None:
         if not self.claims_index or not claims:
             return
         operations: list[dict[str, Any]] = []
-        for alert_id, day, incident_id in claims:
-            operations.append({"index": {"_index": self.claims_index(day), "_id": alert_id}})
-            operations.append({"incident_id": incident_id, "claimed_ms": now_ms})
+        for claim in claims:
+            operations.append({"index": {"_index": self.claims_index(claim.day), "_id": claim.alert_id}})
+            document: dict[str, Any] = {"incident_id": claim.incident_id, "claimed_ms": now_ms}
+            if claim.source is not None:
+                document.update(source=claim.source, offset=claim.offset)
+            operations.append(document)
         self._bulk(operations)
 
     def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]:

@@ -59,7 +59,17 @@ class IncidentWrite:
     version: Version | None
 
 
-Claim = tuple[str, str, str]  # alert id, the alert's day (yyyy.mm.dd), id of the incident that took it
+@dataclass(frozen=True)
+class Claim:
+    """Which incident took a detection alert: the incident store's replay check (see ``record_batch``)."""
+
+    alert_id: str
+    day: str  # the alert's day (yyyy.mm.dd): claims live in daily indices, dropped with the alerts
+    incident_id: str
+    # "topic/partition" and offset of the message that carried the alert into the incident; None when the alert
+    # was already in the incident before the batch (or came without a message). See ``IncidentStore._valid``.
+    source: str | None = None
+    offset: int | None = None
 
 
 class BackendUnavailable(Exception):
@@ -73,8 +83,8 @@ class IncidentBackend(Protocol):
     def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]: ...
     def find(self, flt: IncidentFilter) -> list[dict[str, Any]]: ...  # near-real-time, like a search
     def sync(self) -> None: ...  # make every acknowledged write visible to ``find`` and ``claimed_many``
-    # alert id -> the incident that took it, for those of ``alerts`` (alert id, day) claimed as of the last sync
-    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, str]: ...
+    # alert id -> its claim, for those of ``alerts`` (alert id, day) claimed as of the last sync
+    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, Claim]: ...
     def claim_many(self, claims: Sequence[Claim], now_ms: int) -> None: ...
     def fetch(self, index_pattern: str, ids: Sequence[str]) -> list[dict[str, Any]]: ...
 
@@ -158,6 +168,7 @@ class IncidentStore:
         self._pending: dict[str, _PendingWrite] = {}
         self._placed: dict[int, str] = {}  # place in the batch -> incident id that took (or had taken) the signal
         self._batch_claims: dict[str, str] = {}  # alert id -> incident id, claimed by this batch
+        self._taken: set[str] = set()  # alert ids this batch attached (not found attached already)
 
     def get(self, incident_id: str) -> Versioned | None:
         self.stats.reads += 1
@@ -209,15 +220,18 @@ class IncidentStore:
         the incident that took each. An alert an incident already took (its message delivered again) changes
         nothing.
 
-        The changes are made in memory and written at the end, each changed incident once, in one bulk request
-        (then the claims, in another; the claims were read in one multi-get first): a burst of alerts costs three
-        requests, not three per alert. An incident that changed meanwhile (a responder's write: a version
-        conflict) is read again and its signals applied again.
+        The changes are made in memory and written at the end, each changed incident once, in one bulk request;
+        the claims were read in one multi-get first and are written in one bulk request before the incidents: a
+        burst of alerts costs three requests, not three per alert. An incident that changed meanwhile (a
+        responder's write: a version conflict) is read again and its signals applied again; an alert that moved to
+        another incident that way is claimed again.
 
-        Detection alerts are claimed once taken (``claim_many``): a crash of the detect stage before its commit
-        makes it produce the same alerts again, at new offsets, and they may meet an incident that does not list
-        them (a later incident of the key, or one past ``max_alert_ids``). A crash between the incident write and
-        the claims can still count those alerts twice.
+        Detection alerts are claimed (``claim_many``): a crash of the detect stage before its commit makes it
+        produce the same alerts again, at new offsets, and they may meet an incident that does not list them (a
+        later incident of the key, or one past ``max_alert_ids``). The claims are written first, each with the
+        message that carried the alert: a claim whose incident does not show that message (a kill between the two
+        writes) is not trusted, and the alert is placed again. Written the other way round, a kill between the
+        writes left alerts counted but unclaimed, and a copy produced again could be counted by a second incident.
 
         On any error nothing is remembered of the batch (caches dropped, as on a take-over): the caller retries
         the whole batch, and what a partly successful write stored is then found and not counted again."""
@@ -234,15 +248,18 @@ class IncidentStore:
                 self._place(place, signal)
                 if signal.kind == "detection":
                     to_claim.append(place)
+            claims = self._claims_of(signals, to_claim)
+            if claims:
+                self.backend.claim_many(list(claims.values()), self.clock_ms())
             self._write_pending()
+            moved = [claim for claim in self._claims_of(signals, to_claim).values() if claim != claims[claim.alert_id]]
+            if moved:
+                self.backend.claim_many(moved, self.clock_ms())
             # Where each alert ended up (a conflict may have moved it; an alert seen twice follows its first).
             for place in to_claim:
                 self._placed[place] = self._batch_claims[signals[place].alert_id]
-            fresh = {signals[p].alert_id: (day(signals[p].timestamp_ms), self._placed[p]) for p in to_claim}
-            if fresh:
-                self.backend.claim_many([(a, d, i) for a, (d, i) in fresh.items()], self.clock_ms())
-            for alert_id, (_, incident_id) in fresh.items():
-                self._claims.put(alert_id, incident_id)
+            for claim in claims.values():
+                self._claims.put(claim.alert_id, self._batch_claims[claim.alert_id])
             return [self._placed[place] for place in range(len(signals))]
         except BaseException:
             self.take_over()
@@ -251,9 +268,27 @@ class IncidentStore:
             self._pending.clear()
             self._placed.clear()
             self._batch_claims.clear()
+            self._taken.clear()
+
+    def _claims_of(self, signals: Sequence[Signal], places: Sequence[int]) -> dict[str, Claim]:
+        """The claims of the alerts at ``places`` as placed now; an alert seen twice is claimed as its first copy
+        was placed, with that copy's message when it changed the incident."""
+        claims: dict[str, Claim] = {}
+        for place in places:
+            signal = signals[place]
+            if signal.alert_id in claims:
+                continue
+            source, offset = None, None
+            if signal.position is not None and signal.alert_id in self._taken:
+                topic, partition, offset = signal.position
+                source = f"{topic}/{partition}"
+            claims[signal.alert_id] = Claim(signal.alert_id, day(signal.timestamp_ms),
+                                            self._batch_claims[signal.alert_id], source, offset)
+        return claims
 
     def _claimed(self, signals: Sequence[Signal]) -> dict[str, str]:
-        """Claims of the batch's detection alerts this store does not remember, in one request."""
+        """Alert id -> incident, for the batch's detection alerts this store does not remember that an incident
+        took (a trusted claim), in one request (plus a read of each claimed incident not remembered)."""
         unknown = [
             (s.alert_id, day(s.timestamp_ms))
             for s in signals
@@ -262,7 +297,21 @@ class IncidentStore:
         if not unknown:
             return {}
         self._sync_once()
-        return self.backend.claimed_many(unknown)
+        found = self.backend.claimed_many(unknown)
+        return {alert_id: claim.incident_id for alert_id, claim in found.items() if self._valid(claim)}
+
+    def _valid(self, claim: Claim) -> bool:
+        """Whether the claimed incident was written with the alert: it lists the alert, or took the claim's message
+        (or a later one of its partition: those are handled in offset order). A claim without a message was
+        written for an alert its incident already held."""
+        if claim.source is None or claim.offset is None:
+            return True
+        current = self._written.get(claim.incident_id) or self.get(claim.incident_id)
+        if current is None:
+            return False
+        self._written.put(claim.incident_id, current)
+        incident = current.incident
+        return incident.applied_offsets.get(claim.source, -1) >= claim.offset or claim.alert_id in incident.alert_ids
 
     def _sync_once(self) -> None:
         if self._sync_before_search:
@@ -287,6 +336,7 @@ class IncidentStore:
             # the conflict makes the signal attach to the stored one instead.
             self._pending[incident.id] = _PendingWrite(incident, None, [(place, signal)])
             self._open_by_key.put(signal.key, incident.id)
+            self._taken.add(signal.alert_id)
             target = incident.id
         self._placed[place] = target
         if signal.kind == "detection":
@@ -315,6 +365,7 @@ class IncidentStore:
             return False
         if changed:
             self.stats.attached += 1
+            self._taken.add(signal.alert_id)
         else:
             self.stats.duplicates += 1
         self._open_by_key.put(signal.key, incident_id)
@@ -371,6 +422,7 @@ class IncidentStore:
                 self._written.put(write.incident_id, Versioned(written.incident, *version))
             for place, signal in sorted(again, key=lambda item: item[0]):
                 self._batch_claims.pop(signal.alert_id, None)
+                self._taken.discard(signal.alert_id)
                 self._place(place, signal)
         if self._pending:
             raise IndexingError(f"gave up after {self.settings.update_retries} version conflicts")
@@ -436,8 +488,8 @@ class MemoryBackend:
         self._searchable: dict[str, tuple[dict[str, Any], int]] | None = {} if near_real_time else None
         self.syncs = 0
         self.requests = 0  # write_many and claim_many calls (one request each against Elasticsearch)
-        self.claims: dict[str, str] = {}
-        self._claims_visible: dict[str, str] | None = {} if near_real_time else None
+        self.claims: dict[str, Claim] = {}
+        self._claims_visible: dict[str, Claim] | None = {} if near_real_time else None
 
     def sync(self) -> None:
         self.syncs += 1
@@ -446,14 +498,14 @@ class MemoryBackend:
         if self._claims_visible is not None:
             self._claims_visible = dict(self.claims)
 
-    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, str]:
+    def claimed_many(self, alerts: Sequence[tuple[str, str]]) -> dict[str, Claim]:
         visible = self.claims if self._claims_visible is None else self._claims_visible
         return {alert_id: visible[alert_id] for alert_id, _ in alerts if alert_id in visible}
 
     def claim_many(self, claims: Sequence[Claim], now_ms: int) -> None:
         self.requests += 1
-        for alert_id, _, incident_id in claims:
-            self.claims[alert_id] = incident_id
+        for claim in claims:
+            self.claims[claim.alert_id] = claim
 
     def write_many(self, writes: Sequence[IncidentWrite]) -> list[Version | None]:
         """Each write through ``create``/``replace`` (so a subclass that interferes with them sees these too)."""
@@ -497,4 +549,4 @@ class MemoryBackend:
         return [self.side_docs[i] for i in ids if i in self.side_docs]
 
 
-__all__ = ["IncidentStore", "MemoryBackend", "Status", "VersionConflict", "matches_filter"]
+__all__ = ["Claim", "IncidentStore", "MemoryBackend", "Status", "VersionConflict", "matches_filter"]

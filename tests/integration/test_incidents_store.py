@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch
 from correlation.incidents.builder import Signal, signal_from_alert
 from correlation.incidents.es_backend import ElasticsearchBackend
 from correlation.incidents.model import Incident, Status, change_status
-from correlation.incidents.store import IncidentFilter, IncidentStore, IncidentWrite, VersionConflict
+from correlation.incidents.store import Claim, IncidentFilter, IncidentStore, IncidentWrite, VersionConflict
 from siem.config import IncidentSettings
 
 pytestmark = pytest.mark.integration
@@ -165,10 +165,11 @@ def test_batch_writes_and_claims_on_the_real_node(es):
     assert found is not None and found[0]["n"] == 2
     # claims: a day whose index does not exist yet reads as unclaimed; claims are seen after a sync
     assert backend.claimed_many([("a1", "2025.01.01"), ("a2", "2025.01.02")]) == {}
-    backend.claim_many([("a1", "2025.01.01", "i1"), ("a2", "2025.01.02", "i2")], T0)
+    claims = [Claim("a1", "2025.01.01", "i1", "siem.alerts/3", 17), Claim("a2", "2025.01.02", "i2")]
+    backend.claim_many(claims, T0)
     backend.sync()
     assert backend.claimed_many([("a1", "2025.01.01"), ("a2", "2025.01.02"), ("a3", "2025.01.02")]) == {
-        "a1": "i1", "a2": "i2"}
+        "a1": claims[0], "a2": claims[1]}
 
 
 def test_a_batch_of_alerts_costs_two_writes_on_the_real_node(es):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -308,8 +309,6 @@ def test_take_over_forgets_cached_keys_and_syncs_before_the_next_search():
 
 
 def test_replayed_alerts_are_not_counted_twice_once_alert_ids_are_truncated():
-    from dataclasses import replace
-
     store, backend, settings = make_store(max_alert_ids=2)
     signals = [
         replace(sig(alert_doc(n, T0 + n * 1000), settings), position=("siem.alerts", n % 2, 10 + n)) for n in range(5)
@@ -329,7 +328,6 @@ def test_replayed_alerts_are_not_counted_twice_once_alert_ids_are_truncated():
 def test_a_replay_is_recognized_by_the_latest_incident_of_its_key_across_partitions():
     # p0 @5 opens I1 at 10:00; p1 @7 at 12:00 is outside I1's hour: I2 opens and inherits I1's offsets. A crash
     # before any commit replays both: the new process finds I2 (the key's latest) and takes neither again.
-    from dataclasses import replace
 
     store, backend, settings = make_store(attach_window_s=3600)
     first = replace(sig(alert_doc(1, T0), settings), position=("siem.alerts", 0, 5))
@@ -347,7 +345,6 @@ def test_an_alert_delivered_again_at_a_new_offset_is_not_counted_again():
     # The detect stage crashed before its commit and produced the same alerts again: new offsets, same alert ids.
     # They must not count again, even where the incident no longer lists them (past max_alert_ids) or a later
     # incident of the key is the open one.
-    from dataclasses import replace
 
     store, backend, settings = make_store(max_alert_ids=2, attach_window_s=3600)
     first = [replace(sig(alert_doc(n, T0 + n * 1000), settings), position=("siem.alerts", 0, n)) for n in range(4)]
@@ -360,15 +357,13 @@ def test_an_alert_delivered_again_at_a_new_offset_is_not_counted_again():
         assert again.id != later.id
     counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
     assert counts == [1, 4] and restarted.stats.duplicates == 4
-    assert backend.claims[first[0].alert_id] == again.id
+    assert backend.claims[first[0].alert_id].incident_id == again.id
 
 
 # ---- batches (the correlate stage records a poll batch's signals together) ----------------------------------
 
 
 def _positioned(n: int, settings: IncidentSettings, ts_ms: int, **doc: Any) -> Signal:
-    from dataclasses import replace
-
     return replace(sig(alert_doc(n, ts_ms, **doc), settings), position=("siem.alerts", 0, n))
 
 
@@ -381,13 +376,12 @@ def test_a_batch_writes_each_changed_incident_once_then_its_claims():
     assert len(set(placed)) == 2 and placed[0] == placed[2] != placed[1] == placed[3]
     counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
     assert counts == [5, 5] and [seq for _, seq in backend.docs.values()] == [1, 2], "created once each"
-    assert backend.claims == {s.alert_id: p for s, p in zip(signals, placed, strict=True)}
+    assert {a: c.incident_id for a, c in backend.claims.items()} == {
+        s.alert_id: p for s, p in zip(signals, placed, strict=True)}
     assert (store.stats.created, store.stats.attached) == (2, 8)
 
 
 def test_the_same_alert_twice_in_one_batch_counts_once():
-    from dataclasses import replace
-
     store, backend, settings = make_store(max_alert_ids=1)
     first, second = _positioned(1, settings, T0), _positioned(2, settings, T0 + 1000)
     again = replace(second, position=("siem.alerts", 0, 7))  # produced again by the detect stage, new offset
@@ -409,31 +403,38 @@ def test_a_conflict_in_a_batch_applies_that_incidents_signals_again_on_the_curre
     assert store.stats.conflicts == 1 and len(backend.docs) == 1
 
 
-class ClaimsFailOnce(MemoryBackend):
-    """The incident write succeeds, then Elasticsearch goes away before the claims are written."""
+class IncidentsFailOnce(MemoryBackend):
+    """The claims are written, then Elasticsearch goes away before the incidents are."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.fail_claims = True
+        self.fail_incidents = True
 
-    def claim_many(self, claims, now_ms):
-        if self.fail_claims:
-            self.fail_claims = False
+    def write_many(self, writes):
+        if self.fail_incidents:
+            self.fail_incidents = False
             raise ConnectionError("connection refused")
-        super().claim_many(claims, now_ms)
+        return super().write_many(writes)
 
 
 def test_a_batch_retried_after_a_partly_written_attempt_counts_nothing_twice():
     settings = IncidentSettings()
-    backend = ClaimsFailOnce()
+    backend = IncidentsFailOnce()
     store = IncidentStore(backend, settings, Clock())
     signals = [_positioned(n, settings, T0 + n * 1000) for n in range(4)]
     with pytest.raises(ConnectionError):
         store.record_batch(signals)
+    assert len(backend.claims) == 4 and not backend.docs
     placed = store.record_batch(signals)  # what the correlate stage does: the whole batch again
     ((doc, _),) = backend.docs.values()
     assert Incident.from_doc(doc).alert_count == 4 and set(placed) == {doc["id"]}
-    assert store.stats.duplicates == 4 and len(backend.claims) == 4
+    # the claims were found, but their incident did not take the alerts: not trusted, the alerts placed again
+    assert store.stats.duplicates == 0 and len(backend.claims) == 4
+    # and once the incident is written, the same claims are trusted: nothing counted again
+    again = IncidentStore(backend, settings, Clock())
+    again.record_batch([replace(s, position=("siem.alerts", 0, 10 + n)) for n, s in enumerate(signals)])
+    assert Incident.from_doc(next(iter(backend.docs.values()))[0]).alert_count == 4
+    assert again.stats.duplicates == 4
 
 
 def test_a_batch_that_would_open_an_existing_incident_again_takes_the_stored_one():
@@ -453,8 +454,6 @@ def test_a_batch_that_would_open_an_existing_incident_again_takes_the_stored_one
 
 
 def test_an_alert_moved_by_a_conflict_is_claimed_where_it_ended_up():
-    from dataclasses import replace
-
     settings = IncidentSettings()
     backend = ConflictOnce(status="resolved")
     store = IncidentStore(backend, settings, Clock())
@@ -463,6 +462,54 @@ def test_an_alert_moved_by_a_conflict_is_claimed_where_it_ended_up():
     backend.armed = True  # resolved while the batch attaches to it: the alert opens a new incident instead
     placed = store.record_batch([second, replace(second, position=("siem.alerts", 0, 9))])
     assert placed[0] == placed[1] != first.id
-    assert backend.claims[second.alert_id] == placed[0]
+    assert backend.claims[second.alert_id].incident_id == placed[0]
     counts = {i: Incident.from_doc(doc).alert_count for i, (doc, _) in backend.docs.items()}
     assert counts == {first.id: 1, placed[0]: 1}
+
+
+class KilledAfterWrites(MemoryBackend):
+    """The process is killed after ``survive`` write requests of a batch (incidents or claims) reached the node."""
+
+    def __init__(self, survive: int) -> None:
+        super().__init__()
+        self.survive = survive
+
+    def _one_more(self) -> None:
+        if self.survive == 0:
+            raise SystemExit("SIGKILL")
+        self.survive -= 1
+
+    def write_many(self, writes):
+        self._one_more()
+        return super().write_many(writes)
+
+    def claim_many(self, claims, now_ms):
+        self._one_more()
+        super().claim_many(claims, now_ms)
+
+
+@pytest.mark.parametrize("survive", [0, 1, 2])
+def test_a_kill_between_the_batch_writes_counts_no_alert_twice(survive):
+    # A (p0) opens I; the process is killed after `survive` of the batch's two write requests. The restarted process
+    # happens to poll p1 first: C, two hours later, opens K (nothing cached, no open incident within the hour).
+    # Then A's message is delivered again; K, the key's latest incident, knows nothing of it. A must end up
+    # counted once, in one incident, whichever writes had landed.
+    settings = IncidentSettings(attach_window_s=3600)
+    backend = KilledAfterWrites(survive)
+    first = _positioned(1, settings, T0)
+    if survive < 2:
+        with pytest.raises(SystemExit):
+            IncidentStore(backend, settings, Clock()).record_batch([first])
+    else:  # both landed; killed before the commit
+        IncidentStore(backend, settings, Clock()).record_batch([first])
+    backend.survive = 1_000
+    restarted = IncidentStore(backend, settings, Clock())
+
+    later = replace(_positioned(2, settings, T0 + 2 * 3_600_000), position=("siem.alerts", 1, 1))
+    restarted.record_batch([later])
+    restarted.record_batch([first])
+    restarted.record_batch([replace(first, position=("siem.alerts", 0, 9))])  # produced again by the detect stage
+    incidents = [Incident.from_doc(doc) for doc, _ in backend.docs.values()]
+    listed = [alert for incident in incidents for alert in incident.alert_ids]
+    assert sorted(listed) == ["alert-1", "alert-2"], "each alert listed by exactly one incident"
+    assert sum(incident.alert_count for incident in incidents) == 2
