@@ -367,12 +367,12 @@ def _positioned(n: int, settings: IncidentSettings, ts_ms: int, **doc: Any) -> S
     return replace(sig(alert_doc(n, ts_ms, **doc), settings), position=("siem.alerts", 0, n))
 
 
-def test_a_batch_writes_each_changed_incident_once_then_its_claims():
+def test_a_batch_writes_its_claims_once_then_each_changed_incident_once():
     store, backend, settings = make_store()
     signals = [_positioned(n, settings, T0 + n * 1000, arn=f"arn:aws:iam::1:user/u{n % 2}", ip=f"203.0.113.{n % 2}")
                for n in range(10)]
     placed = store.record_batch(signals)
-    assert backend.requests == 2, "one write request for the incidents, one for the claims"
+    assert backend.requests == 2, "one write request for the claims, one for the incidents"
     assert len(set(placed)) == 2 and placed[0] == placed[2] != placed[1] == placed[3]
     counts = sorted(Incident.from_doc(doc).alert_count for doc, _ in backend.docs.values())
     assert counts == [5, 5] and [seq for _, seq in backend.docs.values()] == [1, 2], "created once each"
