@@ -194,6 +194,7 @@ INCIDENT_PROPERTIES: dict[str, Any] = {
     "rules": _obj(**_kw("id", "name", "level", "kind"), alert_count=LONG),
     "entities": {"type": "object", "dynamic": True},
     "applied_offsets": {"type": "object", "enabled": False},  # replay bookkeeping, kept in _source only
+    "inherited_correlation_ids": {"type": "keyword", "index": False, "doc_values": False},  # replay bookkeeping
     "notes": _obj(text={"type": "text"}, **_kw("author"), at=DATE),
     "history": _obj(**_kw("action", "actor", "from_status", "to_status", "reason"), at=DATE),
 }

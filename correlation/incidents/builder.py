@@ -211,12 +211,15 @@ def already_attached(incident: Incident, signal: Signal) -> bool:
     Replays are recognized by the message position when the signal has one: the messages of one partition are
     handled in offset order, so one at or below the highest offset taken from that partition was applied before.
     An incident opened after an earlier one of its key refused a signal inherits that one's offsets (see
-    ``IncidentStore.record``), so the latest incident of a key knows everything the key took. The alert ids alone
-    would miss replays once ``max_alert_ids`` truncated the list, and those attached to an earlier incident."""
+    ``IncidentStore.record``), so the latest incident of a key knows everything the key took; correlation matches,
+    which have no position, by the match ids it inherits. The alert ids alone would miss replays once
+    ``max_alert_ids`` truncated the list, and those attached to an earlier incident."""
     if signal.position is not None:
         topic, partition, offset = signal.position
         if incident.applied_offsets.get(f"{topic}/{partition}", -1) >= offset:
             return True
+    if signal.kind == "correlation" and signal.alert_id in incident.inherited_correlation_ids:
+        return True
     return signal.alert_id in incident.alert_ids
 
 

@@ -24,6 +24,7 @@ MAPPINGS: dict[str, Any] = {
     "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
     "properties": {
         "applied_offsets": {"type": "object", "enabled": False},  # bookkeeping, kept in _source only
+        "inherited_correlation_ids": {"type": "keyword", "index": False, "doc_values": False},  # bookkeeping
         "@timestamp": {"type": "date"},
         "first_seen": {"type": "date"},
         "last_seen": {"type": "date"},

@@ -79,6 +79,9 @@ class Incident(BaseModel):
     evidence_event_ids: list[str] = Field(default_factory=list)
     correlation_ids: list[str] = Field(default_factory=list)
     applied_offsets: dict[str, int] = Field(default_factory=dict)  # "topic/partition" -> highest offset attached
+    # Replay bookkeeping: ids of correlation matches the key's earlier incidents took (a match carries no message
+    # position; decided again after a restart, it must not count in this one). See ``IncidentStore._place``.
+    inherited_correlation_ids: list[str] = Field(default_factory=list)
     assignee: str | None = None
     notes: list[Note] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)

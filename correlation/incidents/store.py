@@ -326,12 +326,15 @@ class IncidentStore:
                 self.stats.duplicates += 1
                 self._placed[place] = earlier
                 return
-        target = self._open_by_key.get(signal.key) or self._find_open(signal)
-        inherited: dict[str, int] = {}  # message offsets the key's incidents took (filled when target refuses)
-        if target is None or not self._attach(target, place, signal, inherited):
+        target = self._open_by_key.get(signal.key) or self._find_latest(signal)
+        refused_by: list[Incident] = []  # the key's incident that refused the signal, if one did
+        if target is None or not self._attach(target, place, signal, refused_by):
             incident = open_incident(signal, self.settings, self.clock_ms())
-            for source, offset in inherited.items():
-                incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
+            for predecessor in refused_by:  # what the key took so far, so replays of it are recognized here
+                for source, offset in predecessor.applied_offsets.items():
+                    incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
+                taken = predecessor.inherited_correlation_ids + predecessor.correlation_ids
+                incident.inherited_correlation_ids = taken[-self.settings.max_alert_ids:]
             # Created when the batch is written; if it exists already (the signal opened it before a restart),
             # the conflict makes the signal attach to the stored one instead.
             self._pending[incident.id] = _PendingWrite(incident, None, [(place, signal)])
@@ -342,9 +345,9 @@ class IncidentStore:
         if signal.kind == "detection":
             self._batch_claims[signal.alert_id] = target
 
-    def _attach(self, incident_id: str, place: int, signal: Signal, inherited: dict[str, int]) -> bool:
+    def _attach(self, incident_id: str, place: int, signal: Signal, refused_by: list[Incident]) -> bool:
         """Attach to ``incident_id`` in memory; False when it refuses the signal (closed, outside the attach window,
-        gone), with ``inherited`` set to its message offsets for the incident that will be opened instead."""
+        gone), with the refusing incident in ``refused_by``: the one opened instead inherits what it took."""
         refused = False
 
         def mutate(incident: Incident) -> bool:
@@ -354,8 +357,7 @@ class IncidentStore:
                 return False
             if not is_attachable(incident, signal, self.settings):
                 refused = True
-                inherited.clear()
-                inherited.update(incident.applied_offsets)
+                refused_by[:] = [incident]
                 return False
             return attach(incident, signal, self.settings, self.clock_ms())
 
@@ -436,11 +438,13 @@ class IncidentStore:
         self._claims.clear()
         self._sync_before_search = True
 
-    def _find_open(self, signal: Signal) -> str | None:
+    def _find_latest(self, signal: Signal) -> str | None:
+        """The key's latest open incident, however old: when it is outside the attach window it refuses the signal,
+        and the incident opened instead inherits what it took (see ``_place``). Searching only within the window
+        would open that incident without the inheritance, and a replay of what the older one took would count
+        again there."""
         self._sync_once()
-        window_ms = int(self.settings.attach_window_s * 1000)
-        flt = IncidentFilter(statuses=[s.value for s in ACTIVE], key=signal.key,
-                             since_ms=signal.timestamp_ms - window_ms, size=1)
+        flt = IncidentFilter(statuses=[s.value for s in ACTIVE], key=signal.key, size=1)
         docs = self.backend.find(flt)
         return str(docs[0]["id"]) if docs else None
 

@@ -513,3 +513,32 @@ def test_a_kill_between_the_batch_writes_counts_no_alert_twice(survive):
     listed = [alert for incident in incidents for alert in incident.alert_ids]
     assert sorted(listed) == ["alert-1", "alert-2"], "each alert listed by exactly one incident"
     assert sum(incident.alert_count for incident in incidents) == 2
+
+
+def _correlation(key: str, ts_ms: int, match_id: str) -> Signal:
+    return Signal(key=key, timestamp_ms=ts_ms, level="high", rule_id="corr-brute", rule_name="Brute force",
+                  kind="correlation", alert_id=match_id, alert_ids=("alert-x",))
+
+
+@pytest.mark.parametrize("successor_opened_after_restart", [False, True])
+def test_a_replayed_correlation_match_is_not_counted_by_the_keys_later_incident(successor_opened_after_restart):
+    # A correlation match (no claim, no message position) goes to I. Two hours later an alert of the same key opens
+    # J: before the kill (I refuses it, J inherits what I took) or after the restart (nothing cached, no incident
+    # of the key within the hour). The match is decided again on the replay, with the same id: J, the key's latest
+    # incident, must know that I took it.
+    settings = IncidentSettings(attach_window_s=3600)
+    backend = MemoryBackend()
+    alert = _positioned(2, settings, T0 + 2 * 3_600_000)
+    match = _correlation(alert.key, T0, "match-1")
+    store = IncidentStore(backend, settings, Clock())
+    store.record_batch([match])
+    if not successor_opened_after_restart:
+        store.record_batch([alert])
+    restarted = IncidentStore(backend, settings, Clock())
+    if successor_opened_after_restart:
+        restarted.record_batch([alert])
+    restarted.record_batch([match])
+    incidents = [Incident.from_doc(doc) for doc, _ in backend.docs.values()]
+    assert len(incidents) == 2
+    assert sorted(i for incident in incidents for i in incident.correlation_ids) == ["match-1"]
+    assert sum(incident.alert_count for incident in incidents) == 2
