@@ -658,15 +658,18 @@ class IncidentAccounting:
     incidents: int
     listed_twice: set[str] = field(default_factory=set)  # alert ids listed by two incidents
     unexpected: set[str] = field(default_factory=set)  # listed alert ids the oracle does not expect
+    correlations: int = 0  # distinct correlation matches the incidents list
+    correlations_twice: set[str] = field(default_factory=set)  # match ids listed by two incidents
 
     @property
     def exact(self) -> bool:
-        return self.expected == self.counted and not (self.listed_twice or self.unexpected)
+        return self.expected == self.counted and not (self.listed_twice or self.unexpected or self.correlations_twice)
 
     def summary(self) -> str:
         return (
             f"incident alerts: expected {self.expected}, counted {self.counted} in {self.incidents} incidents, "
-            f"listed twice {len(self.listed_twice)}, unexpected {len(self.unexpected)}"
+            f"listed twice {len(self.listed_twice)}, unexpected {len(self.unexpected)}; correlation matches "
+            f"{self.correlations}, listed twice {len(self.correlations_twice)}"
         )
 
 
@@ -682,6 +685,8 @@ def check_incidents(es: Elasticsearch, settings: Settings, placed: Sequence[Plac
     counted = 0
     seen: set[str] = set()
     twice: set[str] = set()
+    matches: set[str] = set()
+    matches_twice: set[str] = set()
     incidents = incident_documents(es, settings)
     for incident in incidents:
         correlation_ids = set(incident.get("correlation_ids", []))
@@ -689,7 +694,10 @@ def check_incidents(es: Elasticsearch, settings: Settings, placed: Sequence[Plac
         counted += sum(int(rule["alert_count"]) for rule in incident.get("rules", []) if rule["kind"] == "detection")
         twice |= seen.intersection(detection_ids)
         seen.update(detection_ids)
-    return IncidentAccounting(len(expected), counted, len(incidents), twice, seen - expected)
+        matches_twice |= matches.intersection(correlation_ids)  # a match has one key, so one incident
+        matches.update(correlation_ids)
+    return IncidentAccounting(len(expected), counted, len(incidents), twice, seen - expected, len(matches),
+                              matches_twice)
 
 
 # --------------------------------------------------------------------------------------------------------------
