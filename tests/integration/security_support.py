@@ -26,10 +26,12 @@ from stack.kafka import KafkaService
 from stack.services import boot
 
 PRIVATE_HOME = PROJECT_ROOT / ".stack" / "private-security"
-KAFKA_PORT = 39092
-KAFKA_CONTROLLER_PORT = 39094
-ES_PORT = 39200
-ES_TRANSPORT_PORT = 39300
+# Below Linux's ephemeral range (32768-60999 by default): a port inside it can be taken, between two test modules, by
+# the local end of any outgoing connection (a CI rehearsal lost the broker's 39092 that way: "Address already in use").
+KAFKA_PORT = 28092
+KAFKA_CONTROLLER_PORT = 28094
+ES_PORT = 28200
+ES_TRANSPORT_PORT = 28300
 OPENSSL_TIMEOUT_S = 60
 LOCK_TIMEOUT_S = 300
 
