@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -45,9 +45,11 @@ class NoRules:
         return []
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """Identifies the Kafka record a bulk action came from, so its acknowledgement can release the offset."""
+class Token(NamedTuple):
+    """Identifies the Kafka record a bulk action came from, so its acknowledgement can release the offset.
+
+    A named tuple rather than a frozen dataclass: one is made per document, and a frozen dataclass's ``__init__``
+    (``object.__setattr__`` per field) costs ~0.9 µs against ~0.35 µs."""
 
     topic: str
     partition: int
@@ -100,18 +102,17 @@ class DetectStage:
         self._alerts_topic = alerts_topic
         self._dlq_topic = dlq_topic
         self._now_iso = now_iso
-        # source -> labelled counter child, looked up once (labels() costs ~3 µs per record otherwise)
-        self._received: dict[str, Any] = {}
+        # Records received per source in the current poll batch, added to the labelled counter in ``end_batch``:
+        # a Prometheus child's ``inc`` takes a lock and costs ~1.5 µs, a dict update a tenth of that.
+        self._received: dict[str, int] = {}
         self._index_names: dict[tuple[str | None, str], str] = {}
 
     def process(self, record: SourceRecord) -> RecordOutputs:
         outputs = RecordOutputs()
         parser = self._parsers.get(record.topic)
         source = parser.name if parser else "unknown"
-        received = self._received.get(source)
-        if received is None:
-            received = self._received[source] = metrics.RECEIVED.labels("detect", source)
-        received.inc()
+        received = self._received
+        received[source] = received.get(source, 0) + 1
         if parser is None:
             message = f"no parser is configured for topic {record.topic!r}"
             self._reject_record(outputs, record, source, "route", ErrorType.SHAPE, message)
@@ -185,7 +186,10 @@ class DetectStage:
         outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), body))
 
     def end_batch(self) -> None:
-        """Nothing is left to do at the end of a poll batch: every record is finished in ``process``."""
+        """Every record is finished in ``process``; the batch's received counts go to the metric."""
+        for source, count in self._received.items():
+            metrics.RECEIVED.labels("detect", source).inc(count)
+        self._received.clear()
 
     def dead_letter_rejection(
         self,

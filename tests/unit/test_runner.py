@@ -328,6 +328,22 @@ def test_failures_are_counted_by_error_type():
     assert failures("invalid_json", "test") - bad_json_before == 1
 
 
+def test_received_records_are_counted_per_source_once_their_poll_batch_ends():
+    from prometheus_client import REGISTRY
+
+    def received() -> float:
+        labels = {"stage": "detect", "source": "test"}
+        return REGISTRY.get_sample_value("siem_records_received_total", labels) or 0.0
+
+    before = received()
+    records = [_good(i) for i in range(7)] + [_record(7, b"{not json")]
+    runner, _, _, clock = _build(records, FakeTransport(), poll_max_records=5)
+    _run_steps(runner, clock, 1)
+    assert received() - before == 5, "the first poll batch is counted when it ends"
+    _run_steps(runner, clock, 2)
+    assert received() - before == 8, "every record, good or bad, counts as received"
+
+
 class DeferringStage:
     """Finishes every record at the end of its poll batch (as the correlate stage does with incident writes)."""
 
