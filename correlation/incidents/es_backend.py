@@ -17,28 +17,15 @@ from correlation.incidents.store import (
     VersionConflict,
 )
 from indexing.bulk import ItemStatus, is_retryable
+from indexing.templates import INCIDENT_PROPERTIES
 from siem.errors import IndexingError
 
+# The incidents index template's properties (one declaration), for an index this store creates itself (a
+# command run before ``siem setup``). Fields outside them (the incident model grows) come in as keywords.
 MAPPINGS: dict[str, Any] = {
     "dynamic": True,
     "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}],
-    "properties": {
-        "applied_offsets": {"type": "object", "enabled": False},  # bookkeeping, kept in _source only
-        "inherited_correlation_ids": {"type": "keyword", "index": False, "doc_values": False},  # bookkeeping
-        "@timestamp": {"type": "date"},
-        "first_seen": {"type": "date"},
-        "last_seen": {"type": "date"},
-        "created": {"type": "date"},
-        "updated": {"type": "date"},
-        "first_seen_ms": {"type": "long"},
-        "last_seen_ms": {"type": "long"},
-        "severity_score": {"type": "integer"},
-        "risk_score": {"type": "float"},
-        "alert_count": {"type": "long"},
-        "evidence_event_count": {"type": "long"},
-        "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
-        "notes": {"properties": {"text": {"type": "text"}}},
-    },
+    "properties": INCIDENT_PROPERTIES,
 }
 
 

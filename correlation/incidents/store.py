@@ -252,9 +252,14 @@ class IncidentStore:
             if claims:
                 self.backend.claim_many(list(claims.values()), self.clock_ms())
             self._write_pending()
-            moved = [claim for claim in self._claims_of(signals, to_claim).values() if claim != claims[claim.alert_id]]
-            if moved:
-                self.backend.claim_many(moved, self.clock_ms())
+            # A conflict applied an incident's signals again on its current version: an alert may have gone to
+            # another incident. Only those are claimed again.
+            moved_places = [
+                place for place in to_claim
+                if self._batch_claims[signals[place].alert_id] != claims[signals[place].alert_id].incident_id
+            ]
+            if moved_places:
+                self.backend.claim_many(list(self._claims_of(signals, moved_places).values()), self.clock_ms())
             # Where each alert ended up (a conflict may have moved it; an alert seen twice follows its first).
             for place in to_claim:
                 self._placed[place] = self._batch_claims[signals[place].alert_id]
@@ -327,14 +332,11 @@ class IncidentStore:
                 self._placed[place] = earlier
                 return
         target = self._open_by_key.get(signal.key) or self._find_latest(signal)
-        refused_by: list[Incident] = []  # the key's incident that refused the signal, if one did
-        if target is None or not self._attach(target, place, signal, refused_by):
+        attached, refusing = (False, None) if target is None else self._attach(target, place, signal)
+        if target is None or not attached:
             incident = open_incident(signal, self.settings, self.clock_ms())
-            for predecessor in refused_by:  # what the key took so far, so replays of it are recognized here
-                for source, offset in predecessor.applied_offsets.items():
-                    incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
-                taken = predecessor.inherited_correlation_ids + predecessor.correlation_ids
-                incident.inherited_correlation_ids = taken[-self.settings.max_alert_ids:]
+            if refusing is not None:
+                self._inherit(incident, refusing)
             # Created when the batch is written; if it exists already (the signal opened it before a restart),
             # the conflict makes the signal attach to the stored one instead.
             self._pending[incident.id] = _PendingWrite(incident, None, [(place, signal)])
@@ -345,33 +347,40 @@ class IncidentStore:
         if signal.kind == "detection":
             self._batch_claims[signal.alert_id] = target
 
-    def _attach(self, incident_id: str, place: int, signal: Signal, refused_by: list[Incident]) -> bool:
-        """Attach to ``incident_id`` in memory; False when it refuses the signal (closed, outside the attach window,
-        gone), with the refusing incident in ``refused_by``: the one opened instead inherits what it took."""
-        refused = False
+    def _inherit(self, incident: Incident, predecessor: Incident) -> None:
+        """A key's new incident takes over what the one that refused the signal took (message offsets, correlation
+        match ids), so replays of those are recognized here rather than counted again."""
+        for source, offset in predecessor.applied_offsets.items():
+            incident.applied_offsets[source] = max(offset, incident.applied_offsets.get(source, -1))
+        taken = predecessor.inherited_correlation_ids + predecessor.correlation_ids
+        incident.inherited_correlation_ids = taken[-self.settings.max_alert_ids:]
+
+    def _attach(self, incident_id: str, place: int, signal: Signal) -> tuple[bool, Incident | None]:
+        """Attach to ``incident_id`` in memory. Returns (attached, refusing incident): (False, incident) when it
+        refuses the signal (closed, outside the attach window), (False, None) when it is gone."""
+        refusing: Incident | None = None
 
         def mutate(incident: Incident) -> bool:
-            nonlocal refused
-            refused = False  # may run twice (a remembered version, then the current one)
+            nonlocal refusing
+            refusing = None  # may run twice (a remembered version, then the current one)
             if already_attached(incident, signal):  # a replay: whatever the window says now
                 return False
             if not is_attachable(incident, signal, self.settings):
-                refused = True
-                refused_by[:] = [incident]
+                refusing = incident
                 return False
             return attach(incident, signal, self.settings, self.clock_ms())
 
         changed = self._change(incident_id, place, signal, mutate)
-        if changed is None or refused:
+        if changed is None or refusing is not None:
             self._open_by_key.pop(signal.key)
-            return False
+            return False, refusing
         if changed:
             self.stats.attached += 1
             self._taken.add(signal.alert_id)
         else:
             self.stats.duplicates += 1
         self._open_by_key.put(signal.key, incident_id)
-        return True
+        return True, None
 
     def _change(self, incident_id: str, place: int, signal: Signal, mutate: Mutation) -> bool | None:
         """Apply ``mutate`` to the latest version known of the incident (changed in this batch, remembered, or
