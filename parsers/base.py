@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class ErrorType(StrEnum):
@@ -26,9 +26,11 @@ class ErrorType(StrEnum):
     INTERNAL = "internal_error"  # a bug in a parser; still never stops the consumer
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One Kafka record as the pipeline received it."""
+class SourceRecord(NamedTuple):
+    """One Kafka record as the pipeline received it.
+
+    A named tuple: one is made per record, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per
+    field, keyword arguments) cost ~1.5 µs of the consumer's ~12 µs per record; a tuple costs a fifth of that."""
 
     topic: str
     partition: int
