@@ -102,8 +102,8 @@ def main() -> int:
     args = parse_args()
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     tag = new_tag()
-    sys.argv = [sys.argv[0], "--events", str(args.events)]
-    settings = make_settings(f"bb{tag}", e2e_args())  # bench_e2e's defaults: the pipeline's settings
+    # bench_e2e's defaults: the pipeline's settings
+    settings = make_settings(f"bb{tag}", e2e_args(["--events", str(args.events)]))
     ensure_stack(settings)
     es = make_client(settings.elasticsearch)
     prefix = settings.elasticsearch.index_prefix

@@ -72,7 +72,7 @@ TARGET_P99_S = 2.0
 STOP_TIMEOUT_S = 60.0
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=50_000, help="N records for the ceiling and the end-to-end rate")
     ap.add_argument("--stages", default="detect,correlate", help="stages the service runs (default: both, as siem run)")
@@ -104,7 +104,7 @@ def parse_args() -> argparse.Namespace:
         "--no-eager-flush", action="store_true", help="bulk batches wait for size or age even when caught up"
     )
     ap.add_argument("--refresh-interval", help="index refresh interval of the isolated templates (default 1s)")
-    return ap.parse_args()
+    return ap.parse_args(argv)
 
 
 def make_settings(prefix: str, args: argparse.Namespace) -> Settings:
@@ -186,20 +186,25 @@ def classify_templates(settings: Settings, es: Elasticsearch) -> tuple[list[dict
 # -- phase 1: the ceiling ------------------------------------------------------------------------------------
 
 
-def build_actions(settings: Settings, raw: list[bytes]) -> tuple[list[BulkAction], float]:
-    """The bulk actions the detect stage makes from ``raw`` (events + alerts), and the offline stage rate."""
+def build_detect_stage(settings: Settings) -> DetectStage:
+    """The detect stage as the service builds it (rules, correlation routing), reading the CloudTrail raw topic."""
     rules = RuleSetHolder.from_settings(settings.rules)
     correlations = compile_correlations(rules.current)
     router = CorrelationRouter(correlations, settings.correlation.entity_fields) if correlations else None
-    topic = raw_topic(settings)
-    stage = DetectStage(
-        {topic: build_parsers(settings.parsers)["cloudtrail"]},
+    return DetectStage(
+        {raw_topic(settings): build_parsers(settings.parsers)["cloudtrail"]},
         SigmaDetector(rules, router, settings.rules.alert_incident_level),
         settings.elasticsearch,
         settings.pipeline,
         settings.kafka.alerts_topic,
         settings.kafka.dlq_topic,
     )
+
+
+def build_actions(settings: Settings, raw: list[bytes]) -> tuple[list[BulkAction], float]:
+    """The bulk actions the detect stage makes from ``raw`` (events + alerts), and the offline stage rate."""
+    stage = build_detect_stage(settings)
+    topic = raw_topic(settings)
     actions: list[BulkAction] = []
     started = time.perf_counter()
     for offset, value in enumerate(raw):
