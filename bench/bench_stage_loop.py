@@ -1,12 +1,13 @@
 """The detect stage's loop on one core, with Kafka and Elasticsearch replaced by answers that cost nothing.
 
 ``bench_e2e.py`` measures the whole pipeline against the real stack, where the host's noise moves the figures by
-+-10%. This one measures only the pipeline's own per-record work in the stage thread, as ``siem run`` does it:
-``StageRunner`` polls pre-built records, the real ``DetectStage`` parses, matches the project's rules and builds
-the bulk actions and alert messages, the real ``BulkSink`` builds each request body (inline), and the offset
-tracker acknowledges. The fakes: a consumer that hands out the records in poll batches, a transport that answers
-201 for every document, a producer that drops the messages. Kafka's record decoding and ``send`` (~12 and ~5 µs
-per record, measured in session 8), the correlate stage and the HTTP client come on top in the running pipeline.
++-10%. This one measures only the pipeline's own per-record work in the stage thread, as ``siem run`` does it, with
+the runner the service builds (``build_detect_runner``): ``StageRunner`` polls pre-built records, the real
+``DetectStage`` parses, matches the project's rules and builds the bulk actions and alert messages, the real
+``BulkSink`` builds each request body (inline), and the offset tracker acknowledges. The fakes: a consumer that
+hands out the records in poll batches, a transport that answers 201 for every document, a producer that drops the
+messages. Kafka's record decoding and ``send`` (~12 and ~5 µs per record, measured in session 8), the correlate
+stage and the HTTP client come on top in the running pipeline.
 
 Records: the same mix as ``bench_e2e.py`` (Panther's CloudTrail test records, 1 in 100 firing a rule). Figures:
 the stage alone (``DetectStage.process`` in a loop, the floor of this loop) and the whole loop, both in µs per
@@ -33,9 +34,10 @@ from bench_e2e import build_actions, build_detect_stage, make_settings, raw_topi
 from bench_e2e import parse_args as e2e_args  # noqa: E402
 from e2e_support import benchmark_records, panther_cloudtrail_records  # noqa: E402
 
+from correlation.detection.engine import RuleSetHolder  # noqa: E402
 from indexing.bulk import BulkSink, ItemStatus  # noqa: E402
 from ingest.kafka_io import Partition  # noqa: E402
-from ingest.runner import StageRunner  # noqa: E402
+from ingest.service import build_detect_runner  # noqa: E402
 from parsers.base import SourceRecord  # noqa: E402
 from siem.config import Settings  # noqa: E402
 
@@ -129,17 +131,8 @@ def whole_loop(settings: Settings, records: list[SourceRecord]) -> tuple[float, 
     )
     consumer = ListConsumer(records)
     producer = DroppingProducer()
-    runner = StageRunner(
-        "detect",
-        lambda on_revoked: consumer,
-        build_detect_stage(settings),
-        sink,
-        producer,
-        poll_timeout_ms=p.poll_timeout_ms,
-        poll_max_records=p.poll_max_records,
-        shutdown_timeout_s=p.shutdown_timeout_s,
-        eager_flush=p.bulk_eager_flush,
-    )
+    rules = RuleSetHolder.from_settings(settings.rules)
+    runner = build_detect_runner(settings, rules, sink, consumer_factory=lambda on_revoked: consumer, producer=producer)
     started = time.process_time()
     while consumer.position < len(records) or sink.pending:
         runner.step()

@@ -29,7 +29,9 @@ from ingest.kafka_io import (
     KafkaEndOffsets,
     KafkaMessageProducer,
     KafkaRecordConsumer,
+    MessageProducer,
     Partition,
+    RecordConsumer,
     ensure_topics,
     pipeline_topics,
 )
@@ -65,7 +67,16 @@ def make_sink(settings: Settings, client: Elasticsearch) -> BulkSink:
     )
 
 
-def build_detect_runner(settings: Settings, rules: RuleSetHolder, client: Elasticsearch) -> StageRunner:
+def build_detect_runner(
+    settings: Settings,
+    rules: RuleSetHolder,
+    sink: BulkSink,
+    *,
+    consumer_factory: Callable[[Callable[[set[Partition]], None]], RecordConsumer] | None = None,
+    producer: MessageProducer | None = None,
+) -> StageRunner:
+    """The detect stage's runner; the Kafka consumer and producer default to the settings' cluster (a benchmark
+    replaces them: ``bench/bench_stage_loop.py``)."""
     parsers = parsers_for_topics(settings.kafka.raw_topics, build_parsers(settings.parsers))
     follower = CorrelationsFollower(rules, settings.correlation.entity_fields)
     router = follower.router(follower.current)
@@ -79,17 +90,17 @@ def build_detect_runner(settings: Settings, rules: RuleSetHolder, client: Elasti
         settings.kafka.dlq_topic,
     )
 
-    def consumer_factory(on_revoked: Callable[[set[Partition]], None]) -> KafkaRecordConsumer:
+    def kafka_consumer(on_revoked: Callable[[set[Partition]], None]) -> KafkaRecordConsumer:
         return KafkaRecordConsumer(
             settings.kafka, list(settings.kafka.raw_topics), settings.kafka.detect_group_id, on_revoked
         )
 
     return StageRunner(
         "detect",
-        consumer_factory,
+        consumer_factory or kafka_consumer,
         stage,
-        make_sink(settings, client),
-        KafkaMessageProducer(settings.kafka),
+        sink,
+        producer or KafkaMessageProducer(settings.kafka),
         poll_timeout_ms=settings.pipeline.poll_timeout_ms,
         poll_max_records=settings.pipeline.poll_max_records,
         shutdown_timeout_s=settings.pipeline.shutdown_timeout_s,
@@ -205,7 +216,7 @@ def build_service(settings: Settings, stages: tuple[StageName, ...] = ("detect",
     closers: list[Callable[[], None]] = []
     silence: SilentSourceWatcher | None = None
     if "detect" in stages:
-        detect = build_detect_runner(settings, rules, client)
+        detect = build_detect_runner(settings, rules, make_sink(settings, client))
         runners.append(detect)
         if settings.pipeline.silent_sources:
             end_offsets = KafkaEndOffsets(settings.kafka)
