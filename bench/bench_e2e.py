@@ -100,7 +100,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--bulk-flush-interval-s", type=float)
     ap.add_argument("--poll-max-records", type=int)
     ap.add_argument("--poll-timeout-ms", type=int)
-    ap.add_argument("--switch-interval-ms", type=float, help="the interpreter's thread switch interval (default 1)")
     ap.add_argument(
         "--no-eager-flush", action="store_true", help="bulk batches wait for size or age even when caught up"
     )
@@ -110,14 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_settings(prefix: str, args: argparse.Namespace) -> Settings:
     pipeline: dict[str, Any] = {"metrics_port": 0}
-    for name in (
-        "bulk_max_actions",
-        "bulk_max_bytes",
-        "bulk_flush_interval_s",
-        "poll_max_records",
-        "poll_timeout_ms",
-        "switch_interval_ms",
-    ):
+    for name in ("bulk_max_actions", "bulk_max_bytes", "bulk_flush_interval_s", "poll_max_records", "poll_timeout_ms"):
         value = getattr(args, name)
         if value is not None:
             pipeline[name] = value
@@ -605,7 +597,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, stages: tuple[str,
         f"bulk_eager_flush={p.bulk_eager_flush}, "
         f"poll_max_records={p.poll_max_records}, poll_timeout_ms={p.poll_timeout_ms}, "
         f"refresh_interval={settings.elasticsearch.refresh_interval}, partitions={settings.kafka.topic_partitions}, "
-        f"detect processes={args.detect_processes}, switch_interval_ms={p.switch_interval_ms}"
+        f"detect processes={args.detect_processes}"
     )
     if "ceiling" in figures and "e2e" in figures:
         ratio = figures["e2e"] / figures["ceiling"]
