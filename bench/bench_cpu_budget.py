@@ -9,8 +9,7 @@ This benchmark measures that curve directly, on the real local node, with the sa
 - **synthetic pipeline, P µs per document**: one thread spends P µs of pure-Python CPU per document (holding
   the interpreter lock, as parsing and matching do), in chunks of 100, and hands the documents to the
   pipeline's background ``BulkSink`` with the stage loop's flush policy (send as soon as the request in flight
-  has its answer; wait when the buffer is full). No Kafka, no parsing: only the CPU cost is simulated. The
-  interpreter switches threads as often as the service makes it (``pipeline.switch_interval_ms``).
+  has its answer; wait when the buffer is full). No Kafka, no parsing: only the CPU cost is simulated.
 
 Each round measures the ceiling, then every P, on fresh indices; ratios are against that round's ceiling. The
 result says what per-document budget the 80% target leaves on this machine; compare it with the pipeline's own
@@ -47,7 +46,6 @@ from elasticsearch import Elasticsearch  # noqa: E402
 from indexing.bulk import BulkAction, FlushReport  # noqa: E402
 from indexing.client import make_client  # noqa: E402
 from ingest.service import make_sink, setup  # noqa: E402
-from ingest.thread_switching import SwitchInterval  # noqa: E402
 from siem.config import Settings  # noqa: E402
 
 CHUNK = 100  # documents per simulated slice of work; the stage loop looks at the sink every 100 records too
@@ -110,19 +108,13 @@ def main() -> int:
     es = make_client(settings.elasticsearch)
     prefix = settings.elasticsearch.index_prefix
     ratios: dict[float, list[float]] = {b: [] for b in budgets}
-    switching = SwitchInterval(settings.pipeline.switch_interval_ms)  # the interpreter as the service runs it
-    switching.apply()
     try:
         setup(settings, es)
         templates, alerting, _ = classify_templates(settings, es)
         raw = benchmark_records(args.events, tag, time.time(), templates, alerting, 100)
         actions, _ = build_actions(settings, raw)
         del raw
-        print(
-            f"bench_cpu_budget {tag}: {len(actions)} docs (bench_e2e's records), chunks of {CHUNK}, thread switch "
-            f"interval {settings.pipeline.switch_interval_ms} ms",
-            flush=True,
-        )
+        print(f"bench_cpu_budget {tag}: {len(actions)} docs (bench_e2e's records), chunks of {CHUNK}", flush=True)
         for round_no in range(1, args.rounds + 1):
             ceiling = len(actions) / bulk_ceiling(settings, es, actions)[0]
             es.indices.delete(index=f"{prefix}-*", allow_no_indices=True)
@@ -134,7 +126,6 @@ def main() -> int:
                 line += f" | {budget:.0f} µs: {rate:,.0f} ({100 * rate / ceiling:.0f}%)"
             print(line, flush=True)
     finally:
-        switching.restore()
         cleanup(es, settings)
     print("\n=== CPU budget per document ===")
     for budget in budgets:
