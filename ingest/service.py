@@ -37,7 +37,6 @@ from ingest.kafka_io import (
 )
 from ingest.runner import StageRunner
 from ingest.silence import SilentSourceWatcher
-from ingest.thread_switching import SwitchInterval
 from parsers.registry import build_parsers, parsers_for_topics
 from siem.config import Settings
 from siem.errors import ConfigError
@@ -125,7 +124,6 @@ class Service:
     started_at: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
     long_lived: LongLivedObjects = field(default_factory=LongLivedObjects)  # rules etc.: out of the GC's walks
-    switching: SwitchInterval | None = None  # the interpreter's thread switch interval while the service runs
 
     def start(self) -> None:
         # The health server binds first: a taken port fails the start before any record is consumed.
@@ -142,8 +140,6 @@ class Service:
             self.health.start()
         # Everything long-lived is built now (rules, parsers, clients): see ingest.gc_tuning.
         self.long_lived.settle()
-        self.switching = SwitchInterval(self.settings.pipeline.switch_interval_ms)
-        self.switching.apply()
         self.jobs.start()
         for runner in self.runners:
             thread = threading.Thread(target=self._run_stage, args=(runner,), name=f"stage-{runner.name}")
@@ -173,8 +169,6 @@ class Service:
         if self.health:
             self.health.stop()
         self.long_lived.release()
-        if self.switching is not None:
-            self.switching.restore()
 
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self.threads)

@@ -188,13 +188,6 @@ class PipelineSettings(_Component):
         512 * 1024, gt=0, description="original bytes kept in a DLQ entry; the full record stays in its topic"
     )
     shutdown_timeout_s: float = Field(30.0, gt=0, description="graceful shutdown: max time to flush and commit")
-    switch_interval_ms: float = Field(
-        1.0,
-        ge=0.1,
-        le=100.0,
-        description="how often the Python interpreter passes its lock between threads (CPython's default is 5): "
-        "shorter lets the bulk and Kafka I/O threads answer sooner while a stage parses (ingest/thread_switching.py)",
-    )
     metrics_host: str = Field("127.0.0.1", description="address of /metrics and /healthz (0.0.0.0 in containers)")
     metrics_port: int = Field(19464, ge=0, le=65535, description="Prometheus /metrics and /healthz; 0 disables")
     health_probe_interval_s: float = Field(
