@@ -51,3 +51,10 @@ def test_a_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("SIEM_CONFIG", str(tmp_path / "nowhere.yaml"))
     with pytest.raises(ConfigError, match="not a file"):
         load_settings()
+
+
+def test_kafka_clients_try_a_lost_broker_again_at_least_every_second_unless_configured():
+    from siem.config import KafkaSettings
+
+    assert KafkaSettings().client_options()["reconnect_backoff_max_ms"] == 1000
+    assert KafkaSettings(reconnect_backoff_max_ms=5000).client_options()["reconnect_backoff_max_ms"] == 5000
