@@ -253,13 +253,12 @@ class IncidentStore:
                 self.backend.claim_many(list(claims.values()), self.clock_ms())
             self._write_pending()
             # A conflict applied an incident's signals again on its current version: an alert may have gone to
-            # another incident. Only those are claimed again.
-            moved_places = [
-                place for place in to_claim
-                if self._batch_claims[signals[place].alert_id] != claims[signals[place].alert_id].incident_id
-            ]
-            if moved_places:
-                self.backend.claim_many(list(self._claims_of(signals, moved_places).values()), self.clock_ms())
+            # another incident, or be found already there (its claim then carries no message). Those claims are
+            # written again; the whole claim is compared, not only the incident.
+            after = self._claims_of(signals, to_claim)
+            changed = [claim for alert_id, claim in after.items() if claim != claims[alert_id]]
+            if changed:
+                self.backend.claim_many(changed, self.clock_ms())
             # Where each alert ended up (a conflict may have moved it; an alert seen twice follows its first).
             for place in to_claim:
                 self._placed[place] = self._batch_claims[signals[place].alert_id]
