@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
-from elasticsearch.serializer import OrjsonSerializer
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from indexing.bulk import ItemStatus, RequestTooLarge, TransportUnavailable
 from siem.config import ElasticsearchSettings
@@ -18,9 +18,31 @@ def make_client(settings: ElasticsearchSettings, **overrides: Any) -> Elasticsea
     options = settings.client_options()
     # orjson decodes a 2,000-item bulk response several times faster than the stdlib json the client defaults
     # to (the response is parsed on every request; measured in the end-to-end profile).
-    options.setdefault("serializer", OrjsonSerializer())
+    # Bulk bodies arrive joined (``ElasticsearchBulkTransport.send``): sent as they are, not copied twice more.
+    options.setdefault("serializers", {"application/json": OrjsonSerializer(), "application/x-ndjson": _JoinedNdjson()})
     options.update(overrides)
     return Elasticsearch(**options)
+
+
+class _JoinedNdjson(NdjsonSerializer):
+    """NDJSON whose bytes are already joined, one line per document part, each ending in a newline.
+
+    The stock serializer copies a bytes body into a buffer and then into new bytes (two copies of a request of up to
+    ``bulk_max_bytes``); anything that is not bytes still goes through it."""
+
+    def dumps(self, data: Any) -> bytes:
+        if isinstance(data, bytes) and data.endswith(b"\n"):
+            return data
+        return super().dumps(data)
+
+
+# Every item of a request without errors: the status is all the sink reads of it (``BulkSink._complete``).
+_ACCEPTED = ItemStatus(200)
+
+
+# What the sink reads of a bulk response: whether any item failed, and each item's status and error. Nothing else
+# (ids, versions, shard counts) is sent back or decoded.
+_FILTER_PATH = "errors,items.*.status,items.*.error"
 
 
 class ElasticsearchBulkTransport:
@@ -32,7 +54,10 @@ class ElasticsearchBulkTransport:
 
     def send(self, lines: Sequence[bytes]) -> list[ItemStatus]:
         try:
-            response = self._client.bulk(operations=cast(Any, list(lines)), filter_path="items.*.status,items.*.error")
+            # Joined in C, each line ending in a newline: elasticsearch-py's NDJSON serializer otherwise appends the
+            # lines one by one in Python (~5 µs per document in the end-to-end profile, on the I/O thread).
+            body = b"\n".join([*lines, b""])
+            response = self._client.bulk(operations=cast(Any, body), filter_path=_FILTER_PATH)
         except ApiError as exc:
             if exc.meta.status == 429 or exc.meta.status >= 500:
                 raise TransportUnavailable(f"bulk request failed with HTTP {exc.meta.status}") from exc
@@ -42,6 +67,9 @@ class ElasticsearchBulkTransport:
         except elastic_transport.TransportError as exc:
             raise TransportUnavailable(f"Elasticsearch unreachable: {type(exc).__name__}: {exc}") from exc
         items: list[dict[str, Any]] = response.body.get("items", [])
+        if response.body.get("errors") is False:
+            # Every item succeeded (Elasticsearch says so itself): no need to read 2,000 item objects one by one.
+            return [_ACCEPTED] * len(items)
         statuses: list[ItemStatus] = []
         for item in items:
             outcome = next(iter(item.values()))
