@@ -52,16 +52,16 @@ from correlation.incidents.store import BackendUnavailable, IncidentStore
 from correlation.windows.clock import SystemClock
 from correlation.windows.documents import correlation_alert, day
 from correlation.windows.engine import CorrelationEngine
-from correlation.windows.messages import CorrelationInput, CorrelationMatch
+from correlation.windows.messages import CorrelationMatch
 from correlation.windows.router import CorrelationRouter
 from correlation.windows.rules import CompiledCorrelation
 from correlation.windows.runtime import CorrelationTimer
 from indexing.bulk import BulkAction, BulkSink, FlushReport
 from indexing.client import ElasticsearchBulkTransport
 from ingest import metrics
-from ingest.alert_messages import IncidentAlert, decode, encode_correlation_input
+from ingest.alert_messages import IncidentAlert, decode_record, encode_correlation_input
 from ingest.correlation_rules import CorrelationsFollower
-from ingest.detect import RecordOutputs, Token
+from ingest.detect import KafkaMessage, RecordOutputs, Token
 from ingest.dlq import DlqEntry, make_entry
 from ingest.kafka_io import (
     KafkaMessageProducer,
@@ -205,7 +205,7 @@ class CorrelateStage:
         outputs = RecordOutputs()
         self._received.inc()
         try:
-            message = decode(record.value)
+            message = decode_record(record.value)
             signal = self._alert_signal(message) if isinstance(message, IncidentAlert) else None
         except orjson.JSONDecodeError as exc:
             self._dead_letter(outputs, record, ErrorType.JSON, f"alert message is not JSON: {exc}")
@@ -218,13 +218,16 @@ class CorrelateStage:
                 self._batch.append(replace(signal, position=(record.topic, record.partition, record.offset)))
                 outputs.deferred = True
             return outputs
+        matches: list[CorrelationMatch] = []
         with self.lock:
-            late_before = self.engine.stats.late
-            matches = self.engine.process(message)
-            metrics.CORRELATION_STATE.set(self.engine.group_count())
-            if self.engine.stats.late != late_before:
+            engine = self.engine
+            late_before = engine.stats.late
+            for correlation_input in message:  # one, or the detect stage's inputs of one key, in order
+                matches.extend(engine.process(correlation_input))
+            metrics.CORRELATION_STATE.set(engine.group_count())
+            if engine.stats.late != late_before:
                 # beyond the allowed lateness: counted, not correlated (the event itself is indexed anyway)
-                self._dropped_late.inc()
+                self._dropped_late.inc(engine.stats.late - late_before)
         token = Token(record.topic, record.partition, record.offset, "alert", SOURCE)
         signals = self._emit(matches, outputs, token)
         if signals:
@@ -232,12 +235,13 @@ class CorrelateStage:
             outputs.deferred = True
         return outputs
 
-    def end_batch(self) -> None:
+    def end_batch(self) -> list[KafkaMessage]:
         """Records the poll batch's incident signals: a claims read, a claims write and an incident write per batch,
         not per alert (a burst of alerts would otherwise hold the stage to a few hundred alerts a second)."""
         signals, self._batch = self._batch, []
         if signals:
             self._record_incidents(signals)
+        return []  # chained inputs go out with their record (``_emit``)
 
     def _alert_signal(self, message: IncidentAlert) -> Signal | None:
         if not isinstance(message.document, dict):
@@ -331,11 +335,13 @@ class CorrelateStage:
             engine = self._new_engine()
             for record in records:
                 try:
-                    message = decode(record.value)
+                    message = decode_record(record.value)
                 except Exception:  # already dead-lettered when it was first processed
                     continue
-                if isinstance(message, CorrelationInput):
-                    engine.process(message, emit=False)
+                if isinstance(message, IncidentAlert):
+                    continue
+                for correlation_input in message:
+                    engine.process(correlation_input, emit=False)
                     replayed += 1
             self._install(engine)
         return replayed

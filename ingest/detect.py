@@ -16,9 +16,12 @@ import orjson
 
 from indexing.bulk import BulkAction
 from ingest import metrics
+from ingest.alert_messages import InputBatcher
 from ingest.dlq import DlqEntry, entry_for_failure, make_entry
 from parsers.base import ErrorType, ParsedEvent, Parser, SourceRecord
 from siem.config import ElasticsearchSettings, PipelineSettings
+
+KafkaMessage = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,8 @@ class Alert:
 
     doc_id: str
     document: dict[str, Any]
-    correlation_messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for siem.alerts
+    correlation_messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # inputs (key, value) for siem.alerts
+    incident_message: tuple[bytes, bytes] | None = None  # (key, value) for siem.alerts: the alert opens an incident
     # False for a rule that only feeds correlations with `generate: false` (Sigma spec): no alert of its own.
     indexed: bool = True
 
@@ -61,7 +65,7 @@ class Token(NamedTuple):
 @dataclass(slots=True)
 class RecordOutputs:
     actions: list[BulkAction] = field(default_factory=list)
-    kafka_messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)  # topic, key, value
+    kafka_messages: list[KafkaMessage] = field(default_factory=list)
     # The stage finishes the record in ``end_batch`` (the correlate stage writes incidents once per poll batch):
     # its offset is held back until then.
     deferred: bool = False
@@ -100,6 +104,7 @@ class DetectStage:
         self._es = es_settings
         self._max_original = pipeline_settings.dlq_max_original_bytes
         self._alerts_topic = alerts_topic
+        self._inputs = InputBatcher(alerts_topic)
         self._dlq_topic = dlq_topic
         self._now_iso = now_iso
         # Records received per source in the current poll batch, added to the labelled counter in ``end_batch``:
@@ -144,8 +149,11 @@ class DetectStage:
                 alert_index = self._index_name(None, alert.document["@timestamp"])
                 body = orjson.dumps(alert.document)
                 _index_action(outputs, record, source, "alert", alert_index, alert.doc_id, body)
+            add_input = self._inputs.add
             for key, value in alert.correlation_messages:
-                outputs.kafka_messages.append((self._alerts_topic, key, value))
+                add_input(key, value)  # sent at the end of the poll batch (``end_batch``), combined per key
+            if alert.incident_message is not None:
+                outputs.kafka_messages.append((self._alerts_topic, *alert.incident_message))
 
     def _index_name(self, dataset: str | None, timestamp: str) -> str:
         """Daily index of an event (``dataset``) or alert (``None``), from the document's ``@timestamp``.
@@ -185,11 +193,13 @@ class DetectStage:
         _index_action(outputs, record, source, "dlq", self._es.dlq_index, entry.doc_id, body)
         outputs.kafka_messages.append((self._dlq_topic, entry.doc_id.encode(), body))
 
-    def end_batch(self) -> None:
-        """Every record is finished in ``process``; the batch's received counts go to the metric."""
+    def end_batch(self) -> list[KafkaMessage]:
+        """Every record is finished in ``process``; the batch's received counts go to the metric, and its
+        correlation inputs are returned to be sent, one message per key."""
         for source, count in self._received.items():
             metrics.RECEIVED.labels("detect", source).inc(count)
         self._received.clear()
+        return self._inputs.drain()
 
     def dead_letter_rejection(
         self,

@@ -83,9 +83,8 @@ class SigmaDetector:
             view = view or EventView(event.native, event.ecs)
             timestamp = document["@timestamp"]
             messages = self._correlation_messages(event, view, timestamp, compiled.rule_id, routing, alert_id)
-            if routing.to_incident:
-                messages.append(encode_incident_alert(alert_id, document))
-            alerts.append(Alert(alert_id, document, messages, routing.indexed))
+            incident = encode_incident_alert(alert_id, document) if routing.to_incident else None
+            alerts.append(Alert(alert_id, document, messages, incident, routing.indexed))
         return alerts
 
     def _follow(self, rule_set: RuleSet) -> None:

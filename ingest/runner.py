@@ -19,7 +19,7 @@ from typing import Protocol
 
 from indexing.bulk import BulkAction, BulkSink, FlushReport
 from ingest import metrics
-from ingest.detect import RecordOutputs, Token
+from ingest.detect import KafkaMessage, RecordOutputs, Token
 from ingest.kafka_io import FlushTimeout, MessageProducer, Partition, ProduceFailed, RecordConsumer
 from ingest.offsets import OffsetTracker
 from parsers.base import SourceRecord
@@ -36,8 +36,10 @@ class Stage(Protocol):
     def process(self, record: SourceRecord) -> RecordOutputs: ...
 
     # Called after the last ``process`` of a poll batch, before anything of the batch is committed: finishes the
-    # records whose outputs said ``deferred``. Raising leaves them unfinished (their offsets are not committed).
-    def end_batch(self) -> None: ...
+    # records whose outputs said ``deferred``, and returns Kafka messages made from the batch as a whole (flushed
+    # before its offsets are committed, like every record's). Raising leaves the deferred records unfinished (their
+    # offsets are not committed).
+    def end_batch(self) -> list[KafkaMessage]: ...
 
     def dead_letter_rejection(
         self, token: Token, original: bytes, status: int, error_type: str, reason: str, index: str, doc_id: str
@@ -191,7 +193,9 @@ class StageRunner:
         self._enqueue(outputs)
 
     def _end_batch(self) -> None:
-        self._stage.end_batch()
+        send = self._producer.send
+        for topic, key, value in self._stage.end_batch():
+            send(topic, key, value)
         acknowledge = self._tracker.acknowledge
         for topic, partition, offset in self._deferred:
             acknowledge(topic, partition, offset)

@@ -16,7 +16,7 @@ from correlation.windows.messages import CorrelationInput, match_id
 from correlation.windows.rules import load_correlations_from_yaml
 from correlation.windows.runtime import CorrelationTimer
 from indexing.bulk import BulkAction, BulkSink
-from ingest.alert_messages import decode, encode_correlation_input, encode_incident_alert
+from ingest.alert_messages import InputBatcher, decode, encode_correlation_input, encode_incident_alert
 from ingest.correlate import (
     TIMER_TOKEN,
     TIMER_TOPIC,
@@ -333,7 +333,7 @@ def test_timer_actions_are_indexed_without_holding_back_or_committing_offsets():
             return RecordOutputs()
 
         def end_batch(self):
-            pass
+            return []
 
         def dead_letter_rejection(self, *args):
             return RecordOutputs()
@@ -464,3 +464,57 @@ def test_a_rule_reload_applies_at_the_next_poll_and_keeps_unchanged_windows(tmp_
     assert action.doc_id == match_id(BURST_ID, ("203.0.113.66",), T0)
     assert orjson.loads(action.source)["siem"]["title"] == "Console login burst", "the reloaded rule renders it"
     assert stage.follow_rules() is False, "nothing changed since: no second swap"
+
+
+# ---- inputs combined per key (the detect stage's batches) -------------------------------------------------
+
+
+def batch_record(inputs: list[CorrelationInput], offset: int) -> SourceRecord:
+    batcher = InputBatcher("siem.alerts")
+    for inp in inputs:
+        batcher.add(*encode_correlation_input(inp))
+    ((_, _, value),) = batcher.drain()
+    return record(value, offset)
+
+
+def test_a_batch_of_inputs_is_correlated_as_its_inputs_one_by_one(correlations):
+    stage, _, _ = make_stage(correlations)
+    outputs = stage.process(batch_record([failed_input(stage, n) for n in range(3)], offset=5))
+    (action,) = outputs.actions
+    assert action.doc_id == match_id(BURST_ID, ("203.0.113.66",), T0)
+    assert action.token == Token("siem.alerts", 0, 5, "alert", "correlation")
+    assert orjson.loads(action.source)["siem"]["correlation"]["alert_ids"] == ["a0", "a1", "a2"]
+    assert outputs.deferred  # its incident is written at the end of the poll batch
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type": "batch", "messages": []}',
+        b'{"type": "batch"}',
+        b'{"type": "batch", "messages": [{"type": "incident_alert", "alert": {}}]}',
+    ],
+    ids=["empty", "no-messages", "incident-alert-inside"],
+)
+def test_a_batch_that_is_not_only_inputs_goes_to_the_dlq_whole(correlations, raw):
+    stage, _, settings = make_stage(correlations)
+    (action,) = stage.process(record(raw, offset=3)).actions
+    assert action.index == settings.elasticsearch.dlq_index
+    assert orjson.loads(action.source)["dlq"]["error_type"] == "wrong_shape"
+
+
+def test_a_batch_with_one_bad_input_feeds_none_of_them(correlations):
+    stage, _, _ = make_stage(correlations)
+    good = encode_correlation_input(failed_input(stage, 0))[1]
+    raw = b'{"type":"batch","messages":[' + good + b',{"type":"correlation_input","input":{}}]}'
+    (action,) = stage.process(record(raw)).actions
+    assert orjson.loads(action.source)["dlq"]["error_type"] == "wrong_shape"
+    assert stage.engine.buffered_inputs() == 0
+
+
+def test_rebuild_replays_every_input_of_a_batch(correlations):
+    stage, _, _ = make_stage(correlations)
+    assert stage.rebuild([batch_record([failed_input(stage, n) for n in range(2)], offset=0)]) == 2
+    assert stage.engine.buffered_inputs() == 2
+    (action,) = stage.process(input_record(failed_input(stage, 2), offset=1)).actions
+    assert action.doc_id == match_id(BURST_ID, ("203.0.113.66",), T0)

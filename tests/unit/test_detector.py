@@ -88,8 +88,11 @@ def test_high_alert_is_indexed_and_sent_to_incidents(tmp_path: Path) -> None:
         "id": event.id,
         "dataset": "aws.cloudtrail",
     }
-    (message,) = alert.correlation_messages
-    decoded = decode(message[1])
+    assert alert.correlation_messages == []
+    assert alert.incident_message is not None
+    key, value = alert.incident_message
+    assert key == alert.doc_id.encode()
+    decoded = decode(value)
     assert isinstance(decoded, IncidentAlert) and decoded.document["event"]["id"] == alert.doc_id
     # deterministic: the same event gives the same alert id
     assert detector.detect(event, "x")[0].doc_id == alert.doc_id

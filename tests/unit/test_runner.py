@@ -8,8 +8,10 @@ import time
 import orjson
 import pytest
 
+from correlation.windows.messages import CorrelationInput
 from indexing.bulk import BulkSink
-from ingest.detect import DetectStage, NoRules, RecordOutputs
+from ingest.alert_messages import decode_record, encode_correlation_input
+from ingest.detect import Alert, DetectStage, KafkaMessage, NoRules, RecordOutputs
 from ingest.runner import HANDOFF_EVERY, StageRunner
 from parsers.base import SourceRecord
 from siem.config import ElasticsearchSettings, PipelineSettings
@@ -356,12 +358,13 @@ class DeferringStage:
         self._batch.append(record.offset)
         return RecordOutputs(deferred=True)
 
-    def end_batch(self) -> None:
+    def end_batch(self) -> list[KafkaMessage]:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("incident store unreachable")
         self.ended.extend(self._batch)
         self._batch.clear()
+        return []
 
     def dead_letter_rejection(self, *args: object) -> RecordOutputs:
         return RecordOutputs()
@@ -389,3 +392,48 @@ def test_deferred_records_are_committed_only_after_their_batch_ended():
                          sleep=clock.sleep)
     runner.step()
     assert stage.ended == [0, 1, 2] and consumer.committed == {("raw", 0): 3}
+
+
+class _FeedsTwoGroups:
+    """Every event feeds a correlation: even ids group "a", odd ids group "b"."""
+
+    def detect(self, event, event_index):
+        n = int(event.id.split("-")[1])
+        group = ("a" if n % 2 == 0 else "b",)
+        inp = CorrelationInput("c1", group, "r1", "rule", 0, 1_790_000_000_000 + n, f"x{n}", event.id)
+        return [Alert(f"x{n}", {}, [encode_correlation_input(inp)], indexed=False)]
+
+
+def _inputs(value: bytes) -> list[CorrelationInput]:
+    decoded = decode_record(value)
+    assert isinstance(decoded, list)
+    return decoded
+
+
+def test_correlation_inputs_go_out_one_message_per_key_before_their_records_are_committed():
+    log: list[str] = []
+    records = [_good(i) for i in range(7)]
+    runner, consumer, producer, clock = _build(records, FakeTransport(), poll_max_records=5)
+    runner._stage._detector = _FeedsTwoGroups()
+    send, flush, commit = producer.send, producer.flush, consumer.commit
+
+    def logged_send(topic, key, value):
+        log.append("send")
+        send(topic, key, value)
+
+    def logged_flush(timeout_s):
+        log.append("flush")
+        flush(timeout_s)
+
+    def logged_commit(positions):
+        log.append(f"commit {positions[('raw', 0)]}")
+        commit(positions)
+
+    producer.send, producer.flush, consumer.commit = logged_send, logged_flush, logged_commit
+    _run_steps(runner, clock, 3)
+    batches = [[inp.event_id for inp in _inputs(value)] for _, _, value in producer.sent]
+    assert batches == [["e0-0", "e0-2", "e0-4"], ["e0-1", "e0-3"], ["e0-5"], ["e0-6"]]
+    assert {topic for topic, _, _ in producer.sent} == {"siem.alerts"}
+    # Each poll batch's messages are sent, then flushed, before its records' offsets are committed.
+    assert log[: log.index("commit 5") + 1] == ["send", "send", "flush", "commit 5"]
+    assert log[log.index("commit 5") + 1 :] == ["send", "send", "flush", "commit 7"]
