@@ -1,7 +1,7 @@
 # The pipeline image: `siem` is the entrypoint, so `docker run IMAGE run|demo|setup kibana|...` runs sub-commands.
 
-# Build stage: the parsers are compiled to C extensions by mypyc at install (setup.py), which needs a C compiler;
-# the runtime image gets only the built wheel.
+# Build stage: the parsers and the Sigma engine are compiled to C extensions by mypyc at install (setup.py), which
+# needs a C compiler; the runtime image gets only the built wheel.
 FROM python:3.11-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \

@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck bench clean
 
-# The parsers are compiled to C extensions at install (setup.py, mypyc): reinstall when one changes, so nothing runs
-# a stale build (the test suite also refuses to start on one).
-$(STAMP): pyproject.toml setup.py $(wildcard parsers/*.py)
+# The parsers and the Sigma engine are compiled to C extensions at install (setup.py, mypyc): reinstall when one
+# changes, so nothing runs a stale build (the test suite also refuses to start on one).
+$(STAMP): pyproject.toml setup.py $(wildcard parsers/*.py) $(wildcard correlation/detection/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
