@@ -66,8 +66,8 @@ class Token(NamedTuple):
 class RecordOutputs:
     actions: list[BulkAction] = field(default_factory=list)
     kafka_messages: list[KafkaMessage] = field(default_factory=list)
-    # The stage finishes the record in ``end_batch`` (the correlate stage writes incidents once per poll batch):
-    # its offset is held back until then.
+    # The stage finishes the record in ``end_batch`` (the correlate stage writes incidents once per poll batch, the
+    # detect stage sends correlation inputs once per poll batch): its offset is held back until then.
     deferred: bool = False
 
 
@@ -149,9 +149,13 @@ class DetectStage:
                 alert_index = self._index_name(None, alert.document["@timestamp"])
                 body = orjson.dumps(alert.document)
                 _index_action(outputs, record, source, "alert", alert_index, alert.doc_id, body)
-            add_input = self._inputs.add
-            for key, value in alert.correlation_messages:
-                add_input(key, value)  # sent at the end of the poll batch (``end_batch``), combined per key
+            if alert.correlation_messages:
+                # Sent at the end of the poll batch (``end_batch``), combined per key: the record is finished
+                # then, so a batch that never ends (the stage failed in it) commits none of its records.
+                add_input = self._inputs.add
+                for key, value in alert.correlation_messages:
+                    add_input(key, value)
+                outputs.deferred = True
             if alert.incident_message is not None:
                 outputs.kafka_messages.append((self._alerts_topic, *alert.incident_message))
 

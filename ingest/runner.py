@@ -195,7 +195,7 @@ class StageRunner:
     def _end_batch(self) -> None:
         send = self._producer.send
         for topic, key, value in self._stage.end_batch():
-            send(topic, key, value)
+            send(topic, key, value)  # flushed before the deferred records' offsets are committed (``_commit``)
         acknowledge = self._tracker.acknowledge
         for topic, partition, offset in self._deferred:
             acknowledge(topic, partition, offset)

@@ -437,3 +437,24 @@ def test_correlation_inputs_go_out_one_message_per_key_before_their_records_are_
     # Each poll batch's messages are sent, then flushed, before its records' offsets are committed.
     assert log[: log.index("commit 5") + 1] == ["send", "send", "flush", "commit 5"]
     assert log[log.index("commit 5") + 1 :] == ["send", "send", "flush", "commit 7"]
+
+
+class _FailsOnTheFourthEvent(_FeedsTwoGroups):
+    def detect(self, event, event_index):
+        if event.id == "e0-3":
+            raise RuntimeError("detector bug")
+        return super().detect(event, event_index)
+
+
+def test_a_batch_the_stage_fails_in_commits_no_record_whose_inputs_were_not_sent():
+    """The inputs of a poll batch go out when it ends: a batch that never ends must not commit their records,
+    even though their events were indexed during the shutdown's drain."""
+    transport = FakeTransport()
+    runner, consumer, producer, clock = _build([_good(i) for i in range(5)], transport, poll_max_records=5)
+    runner._stage._detector = _FailsOnTheFourthEvent()
+    with pytest.raises(RuntimeError, match="detector bug"):
+        runner.step()
+    runner.shutdown()
+    assert len(transport.indexed) == 3, "e0-0..e0-2 were indexed in the drain"
+    assert producer.sent == []
+    assert consumer.committed.get(("raw", 0), 0) == 0, "re-read on restart, inputs and all"
