@@ -36,8 +36,8 @@ class _JoinedNdjson(NdjsonSerializer):
         return super().dumps(data)
 
 
-# Every item of a request without errors: the status is all the sink reads of it (``BulkSink._complete``).
-_ACCEPTED = ItemStatus(200)
+# The answers of items that succeeded, made once: a request without errors has only these (or other 2xx).
+_SUCCEEDED = {status: ItemStatus(status) for status in (200, 201)}
 
 
 # What the sink reads of a bulk response: whether any item failed, and each item's status and error. Nothing else
@@ -68,8 +68,12 @@ class ElasticsearchBulkTransport:
             raise TransportUnavailable(f"Elasticsearch unreachable: {type(exc).__name__}: {exc}") from exc
         items: list[dict[str, Any]] = response.body.get("items", [])
         if response.body.get("errors") is False:
-            # Every item succeeded (Elasticsearch says so itself): no need to read 2,000 item objects one by one.
-            return [_ACCEPTED] * len(items)
+            # Every item succeeded (Elasticsearch says so itself): only its status to read, no error to look for.
+            succeeded = _SUCCEEDED
+            return [
+                succeeded.get(status) or ItemStatus(status)
+                for status in (next(iter(item.values()))["status"] for item in items)
+            ]
         statuses: list[ItemStatus] = []
         for item in items:
             outcome = next(iter(item.values()))
