@@ -1,8 +1,9 @@
 """The detect stage's per-record work: parse, normalize, match rules, and turn the results into outputs.
 
-Stateless per record, so it scales with partitions. One record becomes bulk actions (events, alerts, DLQ
-entries) and Kafka messages (alerts for the correlate stage, DLQ entries for replay). The record's offset can be
-committed once every bulk action is acknowledged and the Kafka messages are flushed.
+Stateless across poll batches, so it scales with partitions. One record becomes bulk actions (events, alerts, DLQ
+entries) and Kafka messages (incident alerts for the correlate stage, DLQ entries for replay); its correlation
+inputs go out at the end of its poll batch, one message per key (``end_batch``). The record's offset can be
+committed once every bulk action is acknowledged, the batch has ended and the Kafka messages are flushed.
 """
 
 from __future__ import annotations
