@@ -36,8 +36,12 @@ class _JoinedNdjson(NdjsonSerializer):
         return super().dumps(data)
 
 
-# The answers of items that succeeded, made once: a request without errors has only these (or other 2xx).
+# The answers of items that succeeded, made once (``_succeeded``): most items of every request are one of these.
 _SUCCEEDED = {status: ItemStatus(status) for status in (200, 201)}
+
+
+def _succeeded(status: int) -> ItemStatus:
+    return _SUCCEEDED.get(status) or ItemStatus(status)
 
 
 # What the sink reads of a bulk response: whether any item failed, and each item's status and error. Nothing else
@@ -69,11 +73,7 @@ class ElasticsearchBulkTransport:
         items: list[dict[str, Any]] = response.body.get("items", [])
         if response.body.get("errors") is False:
             # Every item succeeded (Elasticsearch says so itself): only its status to read, no error to look for.
-            succeeded = _SUCCEEDED
-            return [
-                succeeded.get(status) or ItemStatus(status)
-                for status in (next(iter(item.values()))["status"] for item in items)
-            ]
+            return [_succeeded(next(iter(item.values()))["status"]) for item in items]
         statuses: list[ItemStatus] = []
         for item in items:
             outcome = next(iter(item.values()))
@@ -81,7 +81,7 @@ class ElasticsearchBulkTransport:
             if error:
                 statuses.append(ItemStatus(outcome["status"], error.get("type"), _reason(error)))
             else:
-                statuses.append(ItemStatus(outcome["status"]))
+                statuses.append(_succeeded(outcome["status"]))
         return statuses
 
 

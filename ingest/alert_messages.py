@@ -18,6 +18,7 @@ from typing import Any, cast
 import orjson
 
 from correlation.windows.messages import CorrelationInput
+from ingest.kafka_io import KafkaMessage
 
 CORRELATION_INPUT = "correlation_input"
 INCIDENT_ALERT = "incident_alert"
@@ -54,7 +55,7 @@ class InputBatcher:
         self._topic = topic
         self._max_bytes = max_bytes
         self._groups: dict[bytes, tuple[list[bytes], int]] = {}  # key -> (values, their size in the message)
-        self._full: list[tuple[str, bytes | None, bytes]] = []  # combined messages that reached max_bytes
+        self._full: list[KafkaMessage] = []  # combined messages that reached max_bytes
 
     def add(self, key: bytes, value: bytes) -> None:
         group = self._groups.get(key)
@@ -70,7 +71,7 @@ class InputBatcher:
         values.append(value)
         self._groups[key] = (values, size)
 
-    def drain(self) -> list[tuple[str, bytes | None, bytes]]:
+    def drain(self) -> list[KafkaMessage]:
         """Every input added since the last drain, one message per key (more if it outgrew ``max_bytes``); a key's
         earlier messages come first."""
         messages = self._full

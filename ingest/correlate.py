@@ -61,9 +61,10 @@ from indexing.client import ElasticsearchBulkTransport
 from ingest import metrics
 from ingest.alert_messages import IncidentAlert, decode_record, encode_correlation_input
 from ingest.correlation_rules import CorrelationsFollower
-from ingest.detect import KafkaMessage, RecordOutputs, Token
+from ingest.detect import RecordOutputs, Token
 from ingest.dlq import DlqEntry, make_entry
 from ingest.kafka_io import (
+    KafkaMessage,
     KafkaMessageProducer,
     KafkaRecordConsumer,
     MessageProducer,

@@ -19,10 +19,9 @@ from indexing.bulk import BulkAction
 from ingest import metrics
 from ingest.alert_messages import InputBatcher
 from ingest.dlq import DlqEntry, entry_for_failure, make_entry
+from ingest.kafka_io import KafkaMessage
 from parsers.base import ErrorType, ParsedEvent, Parser, SourceRecord
 from siem.config import ElasticsearchSettings, PipelineSettings
-
-KafkaMessage = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from kafka.structs import OffsetAndMetadata
 from parsers.base import SourceRecord
 from siem.config import KafkaSettings
 
+KafkaMessage = tuple[str, bytes | None, bytes]  # topic, key, value: what a stage hands to ``MessageProducer.send``
+
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]

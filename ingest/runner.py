@@ -19,8 +19,8 @@ from typing import Protocol
 
 from indexing.bulk import BulkAction, BulkSink, FlushReport
 from ingest import metrics
-from ingest.detect import KafkaMessage, RecordOutputs, Token
-from ingest.kafka_io import FlushTimeout, MessageProducer, Partition, ProduceFailed, RecordConsumer
+from ingest.detect import RecordOutputs, Token
+from ingest.kafka_io import FlushTimeout, KafkaMessage, MessageProducer, Partition, ProduceFailed, RecordConsumer
 from ingest.offsets import OffsetTracker
 from parsers.base import SourceRecord
 

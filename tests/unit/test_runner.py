@@ -11,7 +11,8 @@ import pytest
 from correlation.windows.messages import CorrelationInput
 from indexing.bulk import BulkSink
 from ingest.alert_messages import decode_record, encode_correlation_input
-from ingest.detect import Alert, DetectStage, KafkaMessage, NoRules, RecordOutputs
+from ingest.detect import Alert, DetectStage, NoRules, RecordOutputs
+from ingest.kafka_io import KafkaMessage
 from ingest.runner import HANDOFF_EVERY, StageRunner
 from parsers.base import SourceRecord
 from siem.config import ElasticsearchSettings, PipelineSettings
